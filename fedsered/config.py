@@ -1,0 +1,255 @@
+"""The YAML configuration: one pydantic model per section, defaults defined here and nowhere else.
+
+``load_config(path, overrides)`` reads a YAML file, applies ``--set a.b=value`` overrides (values parsed as YAML),
+and validates. Unknown keys, wrong types and out-of-range values raise one ``ConfigError`` naming the file, the key
+path and what is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from fedsered.errors import ConfigError
+
+CorpusName = Literal["embedded", "ravdess", "crema_d", "emodb", "iemocap", "manifest"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EmbeddedCorpusConfig(_Section):
+    """The procedural emotional-speech generator (the default corpus; no files from outside)."""
+
+    n_speakers: int = Field(12, ge=2, le=1000, description="number of synthetic speakers")
+    utterances_per_emotion: int = Field(12, ge=1, le=1000, description="utterances per speaker and emotion")
+    duration_s: tuple[float, float] = Field((2.0, 3.0), description="min and max utterance length in seconds")
+    difficulty: float = Field(0.5, ge=0.0, le=1.0, description="0 = exaggerated emotions, 1 = subtle and noisy")
+    snr_db: float = Field(20.0, ge=-10.0, le=80.0, description="mean background-noise SNR")
+
+    @model_validator(mode="after")
+    def _durations(self) -> EmbeddedCorpusConfig:
+        lo, hi = self.duration_s
+        if not 0.3 <= lo <= hi <= 30.0:
+            raise ValueError("duration_s must be [min, max] with 0.3 <= min <= max <= 30")
+        return self
+
+
+class DataConfig(_Section):
+    corpus: CorpusName = "embedded"
+    path: str | None = Field(None, description="corpus root folder, or the CSV file for corpus=manifest")
+    emotions: tuple[str, ...] = Field(
+        ("neutral", "happy", "sad", "angry", "fearful"),
+        description="the common emotion set; its order is the label index",
+    )
+    label_map: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="corpus emotion name -> common emotion (or null to exclude); unlisted names map to themselves",
+    )
+    on_bad_file: Literal["error", "skip"] = Field(
+        "error", description="a corrupt, empty, silent or too-short file: stop with an error, or skip and report it"
+    )
+    min_duration_s: float = Field(0.25, ge=0.0, le=60.0, description="shorter clips count as bad files")
+    test_speakers: float | list[str] = Field(
+        0.25, description="held-out test speakers: a fraction of speakers (0-1), or an explicit list of speaker ids"
+    )
+    embedded: EmbeddedCorpusConfig = EmbeddedCorpusConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if len(self.emotions) < 2 or len(set(self.emotions)) != len(self.emotions):
+            raise ValueError("emotions must list at least two distinct names")
+        if isinstance(self.test_speakers, float) and not 0.0 < self.test_speakers < 1.0:
+            raise ValueError("test_speakers as a fraction must be strictly between 0 and 1")
+        if self.corpus != "embedded" and not self.path:
+            raise ValueError(f"corpus={self.corpus} needs data.path (the corpus folder or manifest CSV)")
+        return self
+
+
+class FeaturesConfig(_Section):
+    """Log-Mel spectrogram settings (librosa filterbank)."""
+
+    sample_rate: int = Field(16000, ge=4000, le=96000)
+    n_mels: int = Field(64, ge=8, le=256)
+    n_fft: int = Field(1024, ge=64, le=8192)
+    hop_length: int = Field(512, ge=16, le=8192)
+    fmin: float = Field(0.0, ge=0.0)
+    fmax: float | None = Field(None, gt=0.0, description="defaults to sample_rate / 2")
+    segment_s: float = Field(3.0, gt=0.1, le=60.0, description="fixed clip length: longer clips are centre-cropped, shorter zero-padded")
+    top_db: float | None = Field(80.0, gt=0.0, description="dynamic range kept per clip (as librosa.power_to_db)")
+    backend: Literal["fast", "librosa"] = Field("fast", description="batched torch path, or librosa's per-clip loop")
+    cache_dir: str | None = Field(".fedsered_cache", description="feature cache folder; null disables caching")
+
+    @model_validator(mode="after")
+    def _check(self) -> FeaturesConfig:
+        if self.hop_length > self.n_fft:
+            raise ValueError("hop_length must not exceed n_fft")
+        nyquist = self.sample_rate / 2
+        if self.fmax is not None and self.fmax > nyquist:
+            raise ValueError(f"fmax must not exceed sample_rate/2 = {nyquist:g}")
+        if self.fmin >= (self.fmax or nyquist):
+            raise ValueError("fmin must be below fmax")
+        return self
+
+
+class ModelConfig(_Section):
+    name: Literal["cnn6", "cnn_iot", "resnet9"] = "cnn6"
+    width: int = Field(16, ge=2, le=512, description="channels of the first block (doubling per block)")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    init_seed: int = Field(0, ge=0, description="seed of the fixed initialisation theta_0")
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(30, ge=1, le=10000)
+    batch_size: int = Field(32, ge=1, le=65536)
+    lr: float = Field(1e-3, gt=0.0, le=10.0)
+    weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
+    optimizer: Literal["adam", "sgd"] = "adam"
+    threads: int = Field(0, ge=0, le=256, description="torch threads; 0 keeps torch's default")
+
+
+class DistillConfig(_Section):
+    methods: tuple[Literal["random", "herding", "gm", "dm", "mtt"], ...] = ("mtt",)
+    ipc: tuple[int, ...] = Field((10,), description="synthetic examples per class")
+
+    @model_validator(mode="after")
+    def _check(self) -> DistillConfig:
+        if not self.methods or any(i < 1 for i in self.ipc) or not self.ipc:
+            raise ValueError("methods and ipc must be non-empty; each ipc >= 1")
+        return self
+
+
+class PrivacyConfig(_Section):
+    enabled: bool = False
+    target_epsilon: float = Field(8.0, gt=0.0)
+    delta: float | None = Field(None, gt=0.0, lt=1.0, description="defaults to well below 1/n_local")
+    max_grad_norm: float = Field(1.0, gt=0.0)
+    accountant: Literal["rdp", "prv"] = "rdp"
+
+
+class FederationConfig(_Section):
+    num_clients: int = Field(8, ge=1, le=100000)
+    partition: Literal["speaker", "iid", "dirichlet"] = "speaker"
+    dirichlet_alpha: float = Field(0.5, gt=0.0, description="label-skew concentration for partition=dirichlet")
+
+
+class AuditConfig(_Section):
+    shadows: int = Field(16, ge=2, le=4096)
+
+
+class OutputConfig(_Section):
+    dir: str = Field("runs/default", description="run folder (overridden by --out)")
+
+
+class Config(_Section):
+    """A whole fedsered run."""
+
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    data: DataConfig = DataConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    distill: DistillConfig = DistillConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+    federation: FederationConfig = FederationConfig()
+    audit: AuditConfig = AuditConfig()
+    output: OutputConfig = OutputConfig()
+
+    def to_yaml(self) -> str:
+        """The resolved config (defaults filled in) as YAML."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-after")) or "(top level)"
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        parent = loc.rsplit(".", 1)[0] if "." in loc else None
+        allowed = _allowed_keys(parent)
+        what = f"unknown key; allowed here: {', '.join(allowed)}"
+    else:
+        what = first["msg"]
+        if "input" in first and kind != "missing" and not isinstance(first["input"], dict):
+            what += f" (got {first['input']!r})"
+    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{source}: {loc}: {what}{more}"
+
+
+def _allowed_keys(parent: str | None) -> list[str]:
+    model: type[BaseModel] = Config
+    for part in (parent.split(".") if parent else []):
+        field = model.model_fields.get(part)
+        ann = field.annotation if field else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return list(model.model_fields)
+
+
+def apply_override(tree: dict[str, Any], assignment: str, *, source: str = "--set") -> None:
+    """Apply one ``a.b.c=value`` override in place; the value is parsed as YAML."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"{source} {assignment!r}: expected KEY.PATH=VALUE")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source} {assignment!r}: value is not valid YAML ({exc.__class__.__name__})") from None
+    parts = key.strip().split(".")
+    node = tree
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{source} {assignment!r}: {'.'.join(parts[: i + 1])} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def config_from_dict(tree: dict[str, Any], *, source: str = "<config>") -> Config:
+    """Validate a plain dict as a ``Config``; errors name ``source`` and the key path."""
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read, override and validate a config.
+
+    Args:
+        path: a YAML file, or ``None`` for the schema's defaults.
+        overrides: ``a.b=value`` strings, applied in order.
+
+    Returns:
+        The validated ``Config``.
+    """
+    tree: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read config ({exc.strerror or exc})") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or "invalid YAML"
+            raise ConfigError(f"{source}: invalid YAML{where}: {problem}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{source}: expected a mapping of sections at the top level, got {type(loaded).__name__}")
+        tree = loaded
+    for item in overrides:
+        apply_override(tree, item)
+    if overrides:
+        source += " (with --set overrides)"
+    return config_from_dict(tree, source=source)

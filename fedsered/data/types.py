@@ -1,0 +1,86 @@
+"""Plain data containers of the data layer: audio clips as loaded, and log-Mel features as models see them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fedsered.errors import DataError
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file left out under ``data.on_bad_file: skip``, with the reason (always reported, never silent)."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class AudioCorpus:
+    """Mono float32 clips at one sample rate, with their labels and provenance.
+
+    Attributes:
+        audio: one 1-D float32 array per clip (lengths may differ).
+        sample_rate: rate of every clip.
+        labels: ``[n]`` int64 index into ``emotions``.
+        emotions: the common emotion set (its order is the label index).
+        speaker: ``[n]`` speaker ids (str).
+        utterance_id: ``[n]`` unique utterance ids (str); what the audit asks membership about.
+        digest: hex digest of the audio content (feature-cache key together with feature settings).
+        skipped: files skipped as bad input.
+        excluded: count of clips whose emotion is outside ``emotions`` (by ``label_map``), per corpus emotion.
+    """
+
+    audio: list[np.ndarray]
+    sample_rate: int
+    labels: np.ndarray
+    emotions: tuple[str, ...]
+    speaker: np.ndarray
+    utterance_id: np.ndarray
+    digest: str
+    skipped: tuple[SkippedFile, ...] = ()
+    excluded: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.audio)
+        if not (len(self.labels) == len(self.speaker) == len(self.utterance_id) == n):
+            raise DataError("AudioCorpus: audio, labels, speaker and utterance_id must have the same length")
+        if n == 0:
+            raise DataError("AudioCorpus: the corpus holds no usable clips")
+        if len(set(self.utterance_id.tolist())) != n:
+            raise DataError("AudioCorpus: utterance ids must be unique")
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Log-Mel features of labelled utterances.
+
+    Attributes:
+        x: ``[n, 1, n_mels, frames]`` float32.
+        y: ``[n]`` int64 labels.
+        speaker: ``[n]`` speaker ids (str).
+        utterance_id: ``[n]`` utterance ids (str).
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    speaker: np.ndarray
+    utterance_id: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.x.ndim != 4 or self.x.shape[1] != 1:
+            raise DataError(f"FeatureSet: x must be [n, 1, mels, frames], got shape {self.x.shape}")
+        if self.x.dtype != np.float32 or self.y.dtype != np.int64:
+            raise DataError(f"FeatureSet: x must be float32 and y int64, got {self.x.dtype} and {self.y.dtype}")
+        n = self.x.shape[0]
+        if not (len(self.y) == len(self.speaker) == len(self.utterance_id) == n):
+            raise DataError("FeatureSet: x, y, speaker and utterance_id must have the same length")
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def subset(self, index: np.ndarray) -> FeatureSet:
+        """The examples at ``index`` (an integer array or a boolean mask)."""
+        return FeatureSet(self.x[index], self.y[index], self.speaker[index], self.utterance_id[index])
