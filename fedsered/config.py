@@ -173,7 +173,7 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
         allowed = _allowed_keys(parent)
         what = f"unknown key; allowed here: {', '.join(allowed)}"
     else:
-        what = first["msg"]
+        what = first["msg"].removeprefix("Value error, ")
         if "input" in first and kind != "missing" and not isinstance(first["input"], dict):
             what += f" (got {first['input']!r})"
     more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""

@@ -1,0 +1,161 @@
+"""The ``fedsered`` command line: one entry point, one subcommand per job.
+
+Every subcommand takes ``CONFIG``, repeatable ``--set a.b=value`` overrides (values parsed as YAML) and ``--out DIR``;
+it writes ``DIR/config.yaml`` (resolved) and ``DIR/results.json`` atomically. A ``FedseredError`` becomes one line on
+stderr and exit code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fedsered.config import Config, load_config
+from fedsered.errors import FedseredError
+from fedsered.io import atomic_write_json, atomic_write_text
+
+out_console = Console()
+err_console = Console(stderr=True)
+
+StageProgress = Callable[[str, int, int], None]
+
+
+@contextmanager
+def _progress() -> Iterator[StageProgress]:
+    """A rich progress display on stderr; yields a ``(stage, done, total)`` callback that makes one bar per stage."""
+    bars = Progress(
+        TextColumn("[bold]{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, transient=False, disable=not err_console.is_terminal,
+    )  # fmt: skip
+    tasks: dict[str, Any] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bars.add_task(stage, total=total)
+        bars.update(tasks[stage], completed=done, total=total)
+
+    with bars:
+        yield update
+
+
+def _out_dir(args: argparse.Namespace, cfg: Config) -> Path:
+    return Path(args.out or cfg.output.dir)
+
+
+def _write_run(out: Path, cfg: Config, results: dict[str, Any]) -> None:
+    atomic_write_text(out / "config.yaml", cfg.to_yaml())
+    atomic_write_json(out / "results.json", results)
+    err_console.print(f"[dim]wrote {out / 'results.json'}[/dim]")
+
+
+def _summary_table(summary: dict[str, Any]) -> Table:
+    table = Table(title="corpus", show_header=True)
+    table.add_column("emotion")
+    table.add_column("utterances", justify="right")
+    for name, count in summary["per_emotion"].items():
+        table.add_row(name, str(count))
+    table.add_section()
+    table.add_row("speakers", str(summary["speakers"]))
+    table.add_row("utterances", str(summary["utterances"]))
+    table.add_row("duration", f"{summary['duration_s'] / 60:.1f} min")
+    table.add_row("skipped files", str(summary["skipped"]))
+    table.add_row("excluded (label set)", str(sum(summary["excluded"].values())))
+    return table
+
+
+def cmd_validate(args: argparse.Namespace, cfg: Config) -> int:
+    out_console.print(cfg.to_yaml(), end="", markup=False, highlight=False)
+    if args.out:
+        _write_run(Path(args.out), cfg, {"valid": True})
+    return 0
+
+
+def cmd_data(args: argparse.Namespace, cfg: Config) -> int:
+    from fedsered.data.dataset import build_dataset
+
+    with _progress() as progress:
+        data = build_dataset(cfg, progress=progress)
+    out_console.print(_summary_table(data.summary))
+    for s in data.summary["skipped_files"]:
+        err_console.print(f"[yellow]skipped[/yellow] {s['path']}: {s['reason']}")
+    clients = Table(title=f"{len(data.clients)} clients ({cfg.federation.partition})")
+    for col in ("client", "utterances", "speakers", *data.emotions):
+        clients.add_column(col, justify="right")
+    rows = data.client_table()
+    for row in rows:
+        clients.add_row(str(row["client"]), str(row["n"]), ",".join(row["speakers"]), *map(str, row["per_class"]))
+    out_console.print(clients)
+    out_console.print(f"train {len(data.train)} / test {len(data.test)} utterances; test speakers: {', '.join(data.summary['test_speakers'])}")
+    _write_run(_out_dir(args, cfg), cfg, {"summary": data.summary, "clients": rows, "n_train": len(data.train), "n_test": len(data.test)})
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
+    from fedsered.centralised import run_centralised
+    from fedsered.data.dataset import build_dataset
+
+    with _progress() as progress:
+        data = build_dataset(cfg, progress=progress)
+        result = run_centralised(cfg, data, progress=progress)
+    result["data"] = {"summary": data.summary}
+    out_console.print(
+        f"centralised {cfg.model.name}: UAR {result['uar']:.3f}  WA {result['wa']:.3f}  "
+        f"(train {result['n_train']}, test {result['n_test']}, {result['seconds']:.1f} s)"
+    )
+    _write_run(_out_dir(args, cfg), cfg, result)
+    return 0
+
+
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, Config], int], str]] = {
+    "validate": (cmd_validate, "check a config and print it resolved (defaults filled in)"),
+    "data": (cmd_data, "build/cache the corpus and features; print the corpus and client summary"),
+    "train": (cmd_train, "centralised baseline: train on all training speakers, evaluate UAR on test speakers"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fedsered", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("config", metavar="CONFIG", help="YAML config file")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key, value parsed as YAML (repeatable)")  # fmt: skip
+        p.add_argument("--out", metavar="DIR", help="run folder (default: output.dir of the config)")
+    return parser
+
+
+def _quiet_environment() -> None:
+    """Keep third-party libraries off the network and out of the home folder."""
+    os.environ.setdefault("MPLCONFIGDIR", str(Path(tempfile.gettempdir()) / "fedsered-mpl"))
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
+
+
+def main(argv: list[str] | None = None) -> int:
+    _quiet_environment()
+    args = build_parser().parse_args(argv)
+    handler, _ = COMMANDS[args.command]
+    try:
+        cfg = load_config(args.config, args.overrides)
+        return handler(args, cfg)
+    except FedseredError as exc:
+        print(f"fedsered {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fedsered: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""The prepared dataset of a run: corpus → log-Mel features → test-speaker split → train-only normalisation → clients.
+
+``build_dataset(config)`` is what every path (CLI, Flower clients and server, audit shadows) calls first; it is a
+pure function of the config and seed (features come from the on-disk cache when present).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fedsered.config import Config
+from fedsered.data.corpora import corpus_summary, load_corpus
+from fedsered.data.embedded import generate_embedded_corpus
+from fedsered.data.features import Normaliser, extract_features, fit_normaliser, normalise
+from fedsered.data.partition import client_summary, partition_clients, split_test_speakers
+from fedsered.data.types import AudioCorpus, FeatureSet
+from fedsered.seeding import rng
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Everything a run needs from the data layer.
+
+    Attributes:
+        emotions: label names (index = label).
+        train: normalised training features (training speakers only).
+        test: normalised features of the held-out test speakers.
+        normaliser: per-mel-bin statistics fitted on ``train`` only.
+        clients: one index array into ``train`` per client (``federation.num_clients``).
+        summary: corpus summary (speakers, utterances per emotion, duration, skipped and excluded files).
+    """
+
+    emotions: tuple[str, ...]
+    train: FeatureSet
+    test: FeatureSet
+    normaliser: Normaliser
+    clients: list[np.ndarray]
+    summary: dict[str, Any]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.emotions)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        _, c, m, t = self.train.x.shape
+        return (c, m, t)
+
+    def client(self, k: int) -> FeatureSet:
+        """The private training data of client ``k``."""
+        return self.train.subset(self.clients[k])
+
+    def client_table(self) -> list[dict[str, Any]]:
+        return client_summary(self.clients, labels=self.train.y, speakers=self.train.speaker, n_classes=self.n_classes)
+
+
+def load_audio(cfg: Config, *, progress: Progress | None = None) -> AudioCorpus:
+    """The corpus the config names, as mono clips at the feature sample rate."""
+    if cfg.data.corpus == "embedded":
+        return generate_embedded_corpus(
+            cfg.data.embedded, emotions=cfg.data.emotions, sample_rate=cfg.features.sample_rate, seed=cfg.seed
+        )
+    cb = (lambda done, total: progress("loading audio", done, total)) if progress else None
+    return load_corpus(cfg.data, sample_rate=cfg.features.sample_rate, progress=cb)
+
+
+def build_dataset(cfg: Config, *, progress: Progress | None = None) -> Dataset:
+    """Build the run's dataset.
+
+    Args:
+        cfg: the whole config (``data``, ``features``, ``federation`` and ``seed`` are read).
+        progress: optional ``(stage, done, total)`` callback.
+
+    Returns:
+        The ``Dataset``.
+    """
+    corpus = load_audio(cfg, progress=progress)
+    cb = (lambda done, total: progress("log-Mel features", done, total)) if progress else None
+    feats = extract_features(corpus, cfg.features, progress=cb)
+    train_idx, test_idx = split_test_speakers(
+        feats.speaker, test_speakers=cfg.data.test_speakers, rng=rng(cfg.seed, "split/test-speakers")
+    )
+    train, test = feats.subset(train_idx), feats.subset(test_idx)
+    norm = fit_normaliser(train.x)
+    train = FeatureSet(normalise(train.x, norm), train.y, train.speaker, train.utterance_id)
+    test = FeatureSet(normalise(test.x, norm), test.y, test.speaker, test.utterance_id)
+    fed = cfg.federation
+    clients = partition_clients(
+        labels=train.y,
+        speakers=train.speaker,
+        scheme=fed.partition,
+        num_clients=fed.num_clients,
+        alpha=fed.dirichlet_alpha,
+        rng=rng(cfg.seed, "split/clients"),
+    )
+    summary = corpus_summary(corpus)
+    summary["train_speakers"] = sorted(set(train.speaker.tolist()))
+    summary["test_speakers"] = sorted(set(test.speaker.tolist()))
+    return Dataset(cfg.data.emotions, train, test, norm, clients, summary)

@@ -1,0 +1,1 @@
+"""Differential privacy: mechanisms, Opacus accounting and the per-client privacy ledger."""

@@ -1,0 +1,1 @@
+"""Membership-inference privacy audit: targets, shadow runs, attacks, metrics and reports."""

@@ -1,0 +1,65 @@
+"""Models (GroupNorm only, sizes, fixed θ₀), metrics and deterministic training."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fedsered.config import ModelConfig, TrainConfig
+from fedsered.models import build_model, complexity, fixed_init_state
+from fedsered.training.metrics import classification_metrics
+from fedsered.training.train import evaluate, train_model
+
+
+@pytest.mark.parametrize("name", ["cnn6", "cnn_iot", "resnet9"])
+def test_models_use_groupnorm_and_report_size(name: str) -> None:
+    cfg = ModelConfig(name=name, width=8)
+    model = build_model(cfg, n_classes=5)
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    assert model(torch.zeros(3, 1, 64, 94)).shape == (3, 5)
+    size = complexity(model, (1, 64, 94))
+    assert size["params"] == sum(p.numel() for p in model.parameters())
+    assert size["macs"] > size["params"]
+
+
+def test_iot_variant_is_much_smaller_than_cnn6() -> None:
+    big = complexity(build_model(ModelConfig(name="cnn6"), n_classes=5), (1, 64, 94))
+    small = complexity(build_model(ModelConfig(name="cnn_iot"), n_classes=5), (1, 64, 94))
+    assert small["macs"] * 5 < big["macs"] and small["params"] * 10 < big["params"]
+
+
+def test_fixed_init_is_reproducible_and_seed_dependent() -> None:
+    a = fixed_init_state(ModelConfig(init_seed=0), n_classes=5)
+    b = fixed_init_state(ModelConfig(init_seed=0), n_classes=5)
+    c = fixed_init_state(ModelConfig(init_seed=1), n_classes=5)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_metrics_uar_is_balanced_accuracy() -> None:
+    y = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    p = np.array([0, 0, 0, 0, 0, 1, 2, 0])
+    m = classification_metrics(y, p, n_classes=4)  # class 3 absent from the test set: not averaged
+    assert m["uar"] == pytest.approx((1.0 + 0.5 + 0.5) / 3)
+    assert m["wa"] == pytest.approx(6 / 8)
+    assert m["confusion"][1] == [1, 1, 0, 0]
+
+
+def _toy(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n).astype(np.int64)
+    x = rng.normal(size=(n, 1, 16, 12)).astype(np.float32)
+    rows = y[:, None] * 4 + np.arange(4)  # class c lights up mel rows 4c..4c+3, under unit noise
+    x[np.arange(n)[:, None], 0, rows] += 1.0
+    return x, y
+
+
+def test_training_learns_and_is_deterministic() -> None:
+    x, y = _toy(120, 0)
+    xt, yt = _toy(60, 1)
+    mcfg, tcfg = ModelConfig(name="cnn_iot", width=8, dropout=0.0), TrainConfig(epochs=15, batch_size=16, lr=3e-3)
+    init = fixed_init_state(mcfg, n_classes=3)
+    m1 = train_model(x, y, model_cfg=mcfg, train_cfg=tcfg, n_classes=3, init_state=init, seed=5)
+    m2 = train_model(x, y, model_cfg=mcfg, train_cfg=tcfg, n_classes=3, init_state=init, seed=5)
+    assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values(), strict=True))
+    assert evaluate(m1, xt, yt, n_classes=3)["uar"] > 0.8
