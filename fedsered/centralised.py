@@ -8,12 +8,14 @@ from typing import Any
 
 from fedsered.config import Config
 from fedsered.data.dataset import Dataset
-from fedsered.models import build_model, complexity, fixed_init_state
+from fedsered.models import complexity, fixed_init_state
 from fedsered.seeding import int_seed
 from fedsered.training.train import evaluate, train_model
 
 
-def run_centralised(cfg: Config, data: Dataset, *, progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+def run_centralised(
+    cfg: Config, data: Dataset, *, progress: Callable[[str, int, int], None] | None = None
+) -> dict[str, Any]:
     """Train on all training speakers from the fixed initialisation and report test metrics.
 
     Args:

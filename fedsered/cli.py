@@ -95,8 +95,15 @@ def cmd_data(args: argparse.Namespace, cfg: Config) -> int:
     for row in rows:
         clients.add_row(str(row["client"]), str(row["n"]), ",".join(row["speakers"]), *map(str, row["per_class"]))
     out_console.print(clients)
-    out_console.print(f"train {len(data.train)} / test {len(data.test)} utterances; test speakers: {', '.join(data.summary['test_speakers'])}")
-    _write_run(_out_dir(args, cfg), cfg, {"summary": data.summary, "clients": rows, "n_train": len(data.train), "n_test": len(data.test)})
+    out_console.print(
+        f"train {len(data.train)} / test {len(data.test)} utterances; "
+        f"test speakers: {', '.join(data.summary['test_speakers'])}"
+    )
+    _write_run(
+        _out_dir(args, cfg),
+        cfg,
+        {"summary": data.summary, "clients": rows, "n_train": len(data.train), "n_test": len(data.test)},
+    )
     return 0
 
 

@@ -29,7 +29,10 @@ def rng(seed: int, role: str) -> np.random.Generator:
 
 def int_seed(seed: int, role: str) -> int:
     """A 63-bit integer seed for ``role`` (for torch and other libraries that take an int)."""
-    return int(seed_sequence(seed, role).generate_state(2, dtype=np.uint32).astype(np.uint64) @ np.array([1, 2**32], dtype=np.uint64)) & (2**63 - 1)
+    return int(
+        seed_sequence(seed, role).generate_state(2, dtype=np.uint32).astype(np.uint64)
+        @ np.array([1, 2**32], dtype=np.uint64)
+    ) & (2**63 - 1)
 
 
 def torch_generator(seed: int, role: str) -> torch.Generator:

@@ -52,9 +52,9 @@ def test_bad_configs_raise_one_error_naming_file_and_key(tmp_path: Path, yaml_te
 
 
 def test_bad_override_syntax() -> None:
-    with pytest.raises(ConfigError, match="expected KEY.PATH=VALUE"):
+    with pytest.raises(ConfigError, match=r"expected KEY\.PATH=VALUE"):
         load_config(None, ["train.lr"])
-    with pytest.raises(ConfigError, match="train.lr is not a section"):
+    with pytest.raises(ConfigError, match=r"train\.lr is not a section"):
         load_config(None, ["train.lr=1", "train.lr.x=2"])
 
 

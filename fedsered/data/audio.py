@@ -23,7 +23,7 @@ SILENCE_PEAK = 1e-5
 """A clip whose mono peak ``max |x|`` is below this is rejected as silent."""
 
 
-class BadAudio(Exception):
+class BadAudio(Exception):  # noqa: N818 (the name the data layer uses; internal, never user-facing)
     """A file that cannot be used as a clip; ``reason`` is short and human ("empty", "silent", "too short: ...")."""
 
     def __init__(self, reason: str) -> None:

@@ -86,7 +86,8 @@ def partition_dirichlet(
         if min(len(p) for p in out) >= min_size:
             return out
     raise ConfigError(
-        f"federation.dirichlet_alpha={alpha}: could not give all {num_clients} clients data; raise alpha or lower num_clients"
+        f"federation.dirichlet_alpha={alpha}: could not give all {num_clients} clients data; "
+        "raise alpha or lower num_clients"
     )
 
 

@@ -42,7 +42,9 @@ class _Head(nn.Module):
 class CNN6(nn.Module):
     """Four 5×5 conv blocks (width, 2w, 4w, 8w), each conv → GroupNorm → ReLU → 2×2 average pool (as PANNs' CNN6)."""
 
-    def __init__(self, n_classes: int, *, width: int = 16, dropout: float = 0.1, kernel: int = 5, blocks: int = 4) -> None:
+    def __init__(
+        self, n_classes: int, *, width: int = 16, dropout: float = 0.1, kernel: int = 5, blocks: int = 4
+    ) -> None:
         super().__init__()
         chans = [1] + [width * 2**i for i in range(blocks)]
         self.features = nn.Sequential(*[_conv_block(chans[i], chans[i + 1], kernel) for i in range(blocks)])
