@@ -79,7 +79,9 @@ class FeaturesConfig(_Section):
     hop_length: int = Field(512, ge=16, le=8192)
     fmin: float = Field(0.0, ge=0.0)
     fmax: float | None = Field(None, gt=0.0, description="defaults to sample_rate / 2")
-    segment_s: float = Field(3.0, gt=0.1, le=60.0, description="fixed clip length: longer clips are centre-cropped, shorter zero-padded")
+    segment_s: float = Field(
+        3.0, gt=0.1, le=60.0, description="fixed clip length: longer clips are centre-cropped, shorter zero-padded"
+    )
     top_db: float | None = Field(80.0, gt=0.0, description="dynamic range kept per clip (as librosa.power_to_db)")
     backend: Literal["fast", "librosa"] = Field("fast", description="batched torch path, or librosa's per-clip loop")
     cache_dir: str | None = Field(".fedsered_cache", description="feature cache folder; null disables caching")
@@ -182,7 +184,7 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
 
 def _allowed_keys(parent: str | None) -> list[str]:
     model: type[BaseModel] = Config
-    for part in (parent.split(".") if parent else []):
+    for part in parent.split(".") if parent else []:
         field = model.model_fields.get(part)
         ann = field.annotation if field else None
         if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
