@@ -115,13 +115,75 @@ class TrainConfig(_Section):
 
 
 class DistillConfig(_Section):
+    """Dataset distillation: methods, synthetic-set size and every method's hyperparameters.
+
+    Defaults are sized for one IoT client (~60 utterances, 5 classes, 64×94 log-Mel, IPC 10): the default method
+    (mtt) with ``model.name: cnn6`` (width 16) takes about 40 s of one CPU core, ``cnn_iot`` about 13 s
+    (``benchmarks/distill.py``).
+    """
+
     methods: tuple[Literal["random", "herding", "gm", "dm", "mtt"], ...] = ("mtt",)
     ipc: tuple[int, ...] = Field((10,), description="synthetic examples per class")
+    # -- shared by gm, dm and mtt
+    init: Literal["real", "noise"] = Field(
+        "real", description="synthetic start: random real examples of the class, or Gaussian noise at the data's scale"
+    )
+    init_noise: float = Field(
+        0.05,
+        ge=0.0,
+        le=10.0,
+        description="std (relative to the client's feature std) of the noise on repeated real examples when ipc "
+        "exceeds what a class has",
+    )
+    lr_img: float = Field(0.03, gt=0.0, le=100.0, description="typical step per synthetic feature and update")
+    img_optimizer: Literal["adam", "sgd"] = Field(
+        "sgd", description="synthetic-feature optimiser: sgd (momentum 0.5) on the rms-normalised gradient, or adam"
+    )
+    batch_real: int = Field(32, ge=1, le=65536, description="real examples per class and step (gm, dm)")
+    # -- mtt (trajectory matching)
+    mtt_iterations: int = Field(50, ge=1, le=1_000_000, description="synthetic-set updates (one unroll each)")
+    num_experts: int = Field(3, ge=1, le=1000, description="expert trajectories trained on the real data")
+    expert_train_epochs: int = Field(8, ge=1, le=10000, description="epochs of each expert (one snapshot per epoch)")
+    expert_lr: float = Field(0.05, gt=0.0, le=10.0, description="SGD step size of the experts")
+    expert_batch: int = Field(16, ge=1, le=65536, description="expert mini-batch size")
+    expert_momentum: float = Field(
+        0.0, ge=0.0, lt=1.0, description="SGD momentum of the experts (the student's unrolled steps have none)"
+    )
+    expert_epochs: int = Field(2, ge=1, le=1000, description="M: expert epochs the student must cover (target t+M)")
+    max_start_epoch: int = Field(4, ge=1, le=10000, description="start epoch t is drawn from [0, max_start_epoch)")
+    syn_steps: int = Field(8, ge=1, le=10000, description="N: unrolled student SGD steps per update")
+    batch_syn: int = Field(10, ge=1, le=65536, description="synthetic examples per student step")
+    lr_student: float = Field(0.05, gt=0.0, le=10.0, description="initial learnable student step size")
+    lr_lr: float = Field(0.01, ge=0.0, le=10.0, description="Adam step size of the log student step size (0 = fixed)")
+    # -- gm (gradient matching, DC)
+    gm_iterations: int = Field(10, ge=1, le=1_000_000, description="network initialisations matched")
+    gm_outer_loop: int = Field(5, ge=1, le=10000, description="synthetic updates per initialisation")
+    gm_inner_steps: int = Field(
+        5, ge=0, le=10000, description="SGD steps training the net on the synthetic set in between"
+    )
+    gm_lr_net: float = Field(0.01, gt=0.0, le=10.0, description="SGD step size of those inner steps")
+    # -- dm (distribution matching)
+    dm_iterations: int = Field(100, ge=1, le=1_000_000, description="synthetic updates, each with a fresh random net")
+    # -- herding
+    herding_epochs: int = Field(
+        10, ge=0, le=10000, description="epochs of the quick model whose embeddings herding uses (0 = untrained init)"
+    )
+    # -- evaluation: fresh models trained on the synthetic set
+    eval_random_inits: int = Field(3, ge=0, le=1000, description="random initialisations evaluated besides theta_0")
+    eval_epochs: int = Field(100, ge=1, le=100000, description="epochs of training on the synthetic set")
+    eval_lr: float = Field(3e-3, gt=0.0, le=10.0, description="learning rate of that training")
+    eval_batch_size: int = Field(32, ge=1, le=65536, description="mini-batch size of that training")
 
     @model_validator(mode="after")
     def _check(self) -> DistillConfig:
         if not self.methods or any(i < 1 for i in self.ipc) or not self.ipc:
             raise ValueError("methods and ipc must be non-empty; each ipc >= 1")
+        last_target = self.max_start_epoch - 1 + self.expert_epochs
+        if last_target > self.expert_train_epochs:
+            raise ValueError(
+                f"the latest mtt target epoch, max_start_epoch - 1 + expert_epochs = {last_target}, exceeds "
+                f"expert_train_epochs ({self.expert_train_epochs})"
+            )
         return self
 
 

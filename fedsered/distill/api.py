@@ -1,0 +1,147 @@
+"""``distil``: one entry point for every method, turning a client's features into a validated ``SyntheticSet``.
+
+Methods: ``random`` and ``herding`` select real examples (``baselines``); ``gm``, ``dm`` and ``mtt`` learn synthetic
+features from a real (or noise) start (``gm``, ``dm``, ``mtt``). Small and missing classes follow ``init``'s
+fallbacks; the metadata records them (``ipc_effective``, ``missing_classes``, ``repeated_classes``) together with the
+method's ``loss_history`` and settings. The client's seed and exact per-class counts stay out of the metadata: the set
+is what gets shared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import torch
+
+from fedsered.config import DistillConfig, ModelConfig
+from fedsered.data.types import FeatureSet
+from fedsered.distill.baselines import select_herding, select_random
+from fedsered.distill.dm import distil_dm
+from fedsered.distill.gm import distil_gm
+from fedsered.distill.init import initial_synthetic, plan_classes
+from fedsered.distill.mtt import distil_mtt
+from fedsered.distill.synthetic_set import SyntheticSet, make_meta, validate_set
+from fedsered.errors import ConfigError, DataError
+from fedsered.models.build import fixed_init_state
+from fedsered.seeding import rng
+from fedsered.training.train import Progress
+
+METHODS: tuple[str, ...] = ("random", "herding", "gm", "dm", "mtt")
+"""Every method ``distil`` knows."""
+
+SELECTION_METHODS: tuple[str, ...] = ("random", "herding")
+"""Methods that return real examples unchanged."""
+
+_LEARNED = {"gm": distil_gm, "dm": distil_dm, "mtt": distil_mtt}
+
+
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """A short content digest of a state dict (names, shapes and values)."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().contiguous().cpu()
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def init_id(init_state: dict[str, torch.Tensor] | None, *, model_cfg: ModelConfig, n_classes: int) -> str:
+    """``"theta0:<init_seed>"`` when ``init_state`` is the config's θ₀, ``"custom:<digest>"`` for another fixed
+    state, ``"random"`` without one."""
+    if init_state is None:
+        return "random"
+    theta0 = fixed_init_state(model_cfg, n_classes=n_classes)
+    same = set(theta0) == set(init_state) and all(
+        theta0[k].shape == init_state[k].shape and torch.equal(theta0[k], init_state[k].detach().cpu()) for k in theta0
+    )
+    return f"theta0:{model_cfg.init_seed}" if same else f"custom:{state_digest(init_state)}"
+
+
+def distil(
+    data: FeatureSet,
+    *,
+    method: str,
+    ipc: int,
+    cfg: DistillConfig,
+    model_cfg: ModelConfig,
+    n_classes: int,
+    init_state: dict[str, torch.Tensor] | None,
+    seed: int,
+    progress: Progress | None = None,
+    features: dict[str, Any] | None = None,
+    client_id: str | None = None,
+) -> SyntheticSet:
+    """Distil (or select) ``ipc`` examples per class from a client's features.
+
+    Args:
+        data: the client's real features (``x`` as the models see them, already normalised).
+        method: one of ``METHODS``.
+        ipc: synthetic examples per class.
+        cfg: the ``distill`` section (every method hyperparameter).
+        model_cfg: the network the method matches / embeds with.
+        n_classes: number of classes of the task (classes absent on the client are absent from the set).
+        init_state: θ₀ (fixed-initialisation setting: mtt experts start there, gm/dm use it as their first network,
+            herding's quick model starts there), or ``None`` (random-init mode).
+        seed: the client's seed; every random stream is derived from it by role.
+        progress: called with ``(step, steps)`` by the learned methods.
+        features: the feature settings to record in the metadata.
+        client_id: the producing client, recorded in the metadata.
+
+    Returns:
+        The validated set; ``meta`` holds the required keys plus ``ipc_effective``, ``missing_classes``,
+        ``repeated_classes``, ``loss_history`` (learned methods), ``model``,
+        and ``settings`` — no timings, so the set (arrays and metadata) is a pure function of inputs and seed.
+
+    Raises:
+        ConfigError: unknown method or ``ipc < 1``.
+        DataError: the client holds no example, or labels outside ``[0, n_classes)``.
+        PayloadError: the result is not a valid set (e.g. diverged to non-finite values).
+    """
+    if method not in METHODS:
+        raise ConfigError(f"distill.methods: unknown method {method!r}; known: {', '.join(METHODS)}")
+    if ipc < 1:
+        raise ConfigError(f"distill.ipc: must be >= 1, got {ipc}")
+    if len(data) == 0:
+        raise DataError(f"client {client_id or '(centralised)'}: no examples to distil")
+    selection = method in SELECTION_METHODS
+    plan = plan_classes(data.y, n_classes=n_classes, ipc=ipc, cap_at_available=selection)
+    extra: dict[str, Any]
+    if method == "random":
+        x_syn, y_syn, extra = select_random(data.x, data.y, plan=plan, seed=seed)
+    elif method == "herding":
+        x_syn, y_syn, extra = select_herding(
+            data.x, data.y, plan=plan, cfg=cfg, model_cfg=model_cfg, n_classes=n_classes, init_state=init_state,
+            seed=seed,
+        )  # fmt: skip
+    else:
+        x0, y0 = initial_synthetic(
+            data.x, data.y, plan=plan, mode=cfg.init, init_noise=cfg.init_noise, rng=rng(seed, "distil/init")
+        )
+        x_syn, y_syn, extra = _LEARNED[method](
+            data.x, data.y, x_init=x0, y_init=y0, cfg=cfg, model_cfg=model_cfg, n_classes=n_classes,
+            init_state=init_state, seed=seed, progress=progress,
+        )  # fmt: skip
+        extra["init_mode"] = cfg.init
+    details: dict[str, Any] = {
+        **plan.meta(),
+        **extra,
+        "model": {"name": model_cfg.name, "width": model_cfg.width},
+        "settings": cfg.model_dump(mode="json", exclude={"methods", "ipc"}),
+    }
+    meta = make_meta(
+        method=method,
+        ipc=ipc,
+        n_classes=n_classes,
+        features=features,
+        init=init_id(init_state, model_cfg=model_cfg, n_classes=n_classes),
+        client_id=client_id,
+        **details,
+    )
+    s = SyntheticSet(x=x_syn, y=y_syn, meta=meta)
+    validate_set(
+        s, n_classes=n_classes, expected_shape=tuple(data.x.shape[1:]), max_bytes=None,
+        source=f"distil(method={method}, client={client_id})",
+    )  # fmt: skip
+    return s

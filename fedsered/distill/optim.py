@@ -1,0 +1,47 @@
+"""The optimiser of the synthetic features.
+
+``adam``: Adam with step size ``lr_img`` — every feature moves by about ``lr_img`` per update whatever its gradient,
+which also moves features the loss barely depends on. ``sgd``: SGD with momentum 0.5 (as DC, DM and MTT use) on the
+gradient rescaled to unit root-mean-square over the whole tensor, so that ``lr_img`` is again the typical step per
+feature (scale-free across methods and losses) while the direction — which features move, and how much relative to
+each other — is the gradient's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+
+
+class NormalisedSGD(torch.optim.Optimizer):
+    """SGD with momentum on ``grad / rms(grad)`` (per parameter tensor)."""
+
+    def __init__(self, params: Iterable[torch.Tensor], *, lr: float, momentum: float = 0.5) -> None:
+        super().__init__(params, {"lr": lr, "momentum": momentum})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        """One update (``closure`` is not supported and must be ``None``)."""
+        if closure is not None:
+            raise ValueError("NormalisedSGD does not take a closure")
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad / p.grad.pow(2).mean().sqrt().clamp_min(1e-12)
+                state = self.state[p]
+                buf = state.get("momentum")
+                buf = g.clone() if buf is None else buf.mul_(group["momentum"]).add_(g)
+                state["momentum"] = buf
+                p.add_(buf, alpha=-group["lr"])
+        return None
+
+
+def image_optimizer(params: list[torch.Tensor], *, kind: str, lr: float) -> torch.optim.Optimizer:
+    """The optimiser of the synthetic features: ``"adam"`` or ``"sgd"`` (see module docstring)."""
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    if kind == "sgd":
+        return NormalisedSGD(params, lr=lr, momentum=0.5)
+    raise ValueError(f"unknown image optimiser {kind!r}; expected 'adam' or 'sgd'")
