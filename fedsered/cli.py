@@ -123,10 +123,50 @@ def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def _fmt_uar(value: float | None, std: float | None = None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if std is None else f"{value:.3f} ± {std:.3f}"
+
+
+def cmd_distill(args: argparse.Namespace, cfg: Config) -> int:
+    from fedsered.data.dataset import build_dataset
+    from fedsered.distill import load_set
+    from fedsered.distill.figures import plot_mean_logmel
+    from fedsered.distill.run import run_distill
+
+    out = _out_dir(args, cfg)
+    with _progress() as progress:
+        data = build_dataset(cfg, progress=progress)
+        result = run_distill(cfg, data, out_dir=out, progress=progress)
+    table = Table(title=f"distillation on {result['n_train']} training utterances ({cfg.model.name}, θ₀ fixed)")
+    for col in ("method", "ipc", "UAR θ₀", f"UAR random init (K={cfg.distill.eval_random_inits})", "seconds"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for rows in result["by_ipc"].values():
+        for method, row in rows.items():
+            table.add_row(
+                method, str(row["ipc"]), _fmt_uar(row["uar_fixed_init"]),
+                _fmt_uar(row["uar_random_init"], row["uar_random_init_std"]), f"{row['seconds']:.2f}",
+            )  # fmt: skip
+    table.add_section()
+    table.add_row("full data", f"all ({result['n_train']})", _fmt_uar(result["full_data_uar"]), "", "")
+    out_console.print(table)
+    out_console.print(f"full-data UAR (θ₀, {cfg.train.epochs} epochs): {result['full_data_uar']:.3f}")
+    for rows in result["by_ipc"].values():
+        for method, row in rows.items():
+            s = load_set(out / row["set"], n_classes=data.n_classes, expected_shape=data.input_shape)
+            figure = out / "figures" / f"mean_logmel_{method}_ipc{row['ipc']}.png"
+            plot_mean_logmel(data.train, s, emotions=data.emotions, path=figure)
+    result["data"] = {"summary": data.summary}
+    _write_run(out, cfg, result)
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, Config], int], str]] = {
     "validate": (cmd_validate, "check a config and print it resolved (defaults filled in)"),
     "data": (cmd_data, "build/cache the corpus and features; print the corpus and client summary"),
     "train": (cmd_train, "centralised baseline: train on all training speakers, evaluate UAR on test speakers"),
+    "distill": (cmd_distill, "distil the training split with each method and IPC; score the sets on test speakers"),
 }
 
 

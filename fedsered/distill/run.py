@@ -1,0 +1,130 @@
+"""The centralised distillation experiment (``fedsered distill``): every method × IPC on the whole training split.
+
+One table of the paper: for each method of ``distill.methods`` and each size of ``distill.ipc`` the whole training
+split (all training speakers, no federation) is distilled once, the set is saved under ``<out>/sets/``, and fresh
+models trained only on it are scored on the held-out test speakers — from θ₀ (the initialisation the set was distilled
+for) and from ``distill.eval_random_inits`` random initialisations. The reference row, ``full_data_uar``, trains on the
+whole real training split from the same θ₀.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fedsered.config import Config
+from fedsered.data.dataset import Dataset
+from fedsered.distill.api import distil
+from fedsered.distill.evaluate import eval_train_config, evaluate_set
+from fedsered.distill.synthetic_set import save_set
+from fedsered.models.build import fixed_init_state
+from fedsered.seeding import int_seed
+from fedsered.training.train import evaluate, train_model
+
+StageProgress = Callable[[str, int, int], None]
+
+
+def set_stem(method: str, ipc: int) -> str:
+    """Where a run folder keeps the set of ``method`` at ``ipc``, relative to the folder (no suffix)."""
+    return f"sets/{method}_ipc{ipc}"
+
+
+def _unique(items: tuple[Any, ...]) -> list[Any]:
+    return list(dict.fromkeys(items))
+
+
+def run_distill(
+    cfg: Config, data: Dataset, *, out_dir: str | Path, progress: StageProgress | None = None
+) -> dict[str, Any]:
+    """Distil the whole training split with every configured method and IPC, save and score each set.
+
+    Protocol:
+        - θ₀ is ``fixed_init_state(cfg.model, ...)``; every set is distilled for it (``init_state=θ₀``).
+        - ``full_data_uar``: a model trained from θ₀ on the whole real training split with the ``train`` section
+          (seed role ``train/centralised``, so it equals the UAR of ``fedsered train`` on the same config), scored on
+          ``data.test``.
+        - each set: ``distil(data.train, client_id=None, seed=int_seed(cfg.seed, "distill/<method>/<ipc>"))``, saved
+          atomically to ``<out_dir>/sets/<method>_ipc<ipc>.{npz,json}``, then scored by ``evaluate_set`` with the
+          ``distill.eval_*`` training settings from θ₀ and from ``distill.eval_random_inits`` random initialisations.
+          The evaluation seed (role ``distill/eval``) is the same for every set, so all methods meet the same random
+          initialisations and the only difference between rows is the set.
+        - ``seconds`` is the wall time of distillation alone (not saving or evaluation).
+
+    Args:
+        cfg: the whole config (``model``, ``train``, ``distill``, ``features``, ``seed``).
+        data: the prepared dataset (``train`` is distilled, ``test`` scores).
+        out_dir: the run folder; sets go to ``out_dir/sets/``.
+        progress: optional ``(stage, done, total)`` callback.
+
+    Returns:
+        The ``results.json`` contract::
+
+            {"full_data_uar": float,
+             "methods": {METHOD: ROW},            # the row at the FIRST ipc listed in distill.ipc
+             "by_ipc": {"<ipc>": {METHOD: ROW}},  # every ipc (keys are strings, in config order)
+             "emotions": [str, ...], "n_train": int, "n_test": int, "seed": int}
+
+        where ``ROW = {"ipc": int, "uar_fixed_init": float, "uar_random_init": float, "uar_random_init_std": float,
+        "seconds": float, "set": "sets/<method>_ipc<ipc>"}`` (``set`` is relative to ``out_dir``; the random-init
+        mean and std are ``None`` when ``distill.eval_random_inits`` is 0). Methods and IPCs keep config order;
+        repeats are run once.
+    """
+    out_dir = Path(out_dir)
+    n_classes = data.n_classes
+    theta0 = fixed_init_state(cfg.model, n_classes=n_classes)
+    methods: list[str] = _unique(cfg.distill.methods)
+    ipcs: list[int] = _unique(cfg.distill.ipc)
+    features = cfg.features.model_dump(mode="json")
+    eval_cfg = eval_train_config(cfg.distill, cfg.train)
+    eval_seed = int_seed(cfg.seed, "distill/eval")
+
+    cb = (lambda done, total: progress("full-data training", done, total)) if progress else None
+    model = train_model(
+        data.train.x, data.train.y, model_cfg=cfg.model, train_cfg=cfg.train, n_classes=n_classes,
+        init_state=theta0, seed=int_seed(cfg.seed, "train/centralised"), progress=cb,
+    )  # fmt: skip
+    full_data_uar = float(evaluate(model, data.test.x, data.test.y, n_classes=n_classes)["uar"])
+    del model
+
+    by_ipc: dict[str, dict[str, dict[str, Any]]] = {}
+    jobs = [(ipc, method) for ipc in ipcs for method in methods]
+    for done, (ipc, method) in enumerate(jobs):
+        if progress is not None:
+            progress("distilling", done, len(jobs))
+        stage = f"{method} ipc {ipc}"
+        step_cb = (lambda d, t, _s=stage: progress(_s, d, t)) if progress else None
+        start = time.perf_counter()
+        s = distil(
+            data.train, method=method, ipc=ipc, cfg=cfg.distill, model_cfg=cfg.model, n_classes=n_classes,
+            init_state=theta0, seed=int_seed(cfg.seed, f"distill/{method}/{ipc}"), progress=step_cb,
+            features=features, client_id=None,
+        )  # fmt: skip
+        seconds = time.perf_counter() - start
+        stem = set_stem(method, ipc)
+        save_set(out_dir / stem, s)
+        scores = evaluate_set(
+            s, data.test, model_cfg=cfg.model, train_cfg=eval_cfg, n_classes=n_classes, init_state=theta0,
+            random_inits=cfg.distill.eval_random_inits, seed=eval_seed,
+        )  # fmt: skip
+        by_ipc.setdefault(str(ipc), {})[method] = {
+            "ipc": int(ipc),
+            "uar_fixed_init": float(scores["uar_fixed_init"]),
+            "uar_random_init": scores["uar_random_init"],
+            "uar_random_init_std": scores["uar_random_init_std"],
+            "seconds": float(seconds),
+            "set": stem,
+        }
+    if progress is not None:
+        progress("distilling", len(jobs), len(jobs))
+
+    return {
+        "full_data_uar": full_data_uar,
+        "methods": dict(by_ipc[str(ipcs[0])]),
+        "by_ipc": by_ipc,
+        "emotions": list(data.emotions),
+        "n_train": len(data.train),
+        "n_test": len(data.test),
+        "seed": int(cfg.seed),
+    }
