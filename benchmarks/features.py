@@ -2,12 +2,17 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/features.py [--clips 256] [--repeats 5]
+    .venv/bin/python benchmarks/features.py [--clips 256] [--repeats 5] [--duration 2 3]
 
 Builds seeded speech-like clips of 2-3 s at 16 kHz (a gliding harmonic voice under a syllable envelope, plus
 noise), extracts features with the default ``FeaturesConfig`` both ways (a warm-up first, then the best of a few
-alternating repeats, torch's default thread count), checks that the outputs agree within 1e-4 dB and prints the
-clips per second of each, their ratio and the largest absolute difference.
+alternating repeats, default thread settings: the fast path uses ``torch.get_num_threads()`` worker threads),
+checks that the outputs agree within 1e-4 dB and prints the clips per second of each, their ratio and the largest
+absolute difference.
+
+Each timed run starts after a short pause: numpy's OpenBLAS threads (used by librosa's filterbank product) keep
+spinning for a moment after each call and would otherwise slow down whatever runs next. Other processes on the
+machine skew both timings (librosa's more, through the same BLAS threads); the load average is printed.
 """
 
 from __future__ import annotations
@@ -30,13 +35,16 @@ from fedsered.data.features import logmel_fast, logmel_librosa
 TOLERANCE_DB = 1e-4
 
 
-def speech_like_clips(n: int, *, sample_rate: int = 16000, seed: int = 0) -> list[np.ndarray]:
-    """Seeded speech-like float32 clips of 2-3 s.
+def speech_like_clips(
+    n: int, *, sample_rate: int = 16000, seed: int = 0, duration: tuple[float, float] = (2.0, 3.0)
+) -> list[np.ndarray]:
+    """Seeded speech-like float32 clips.
 
     Args:
         n: number of clips.
         sample_rate: samples per second.
         seed: numpy seed.
+        duration: shortest and longest clip in seconds (uniform).
 
     Returns:
         ``n`` 1-D float32 arrays with peaks around 0.3-0.9.
@@ -44,7 +52,7 @@ def speech_like_clips(n: int, *, sample_rate: int = 16000, seed: int = 0) -> lis
     rng = np.random.default_rng(seed)
     clips = []
     for _ in range(n):
-        length = int(rng.integers(2 * sample_rate, 3 * sample_rate + 1))
+        length = int(rng.integers(round(duration[0] * sample_rate), round(duration[1] * sample_rate) + 1))
         t = np.arange(length) / sample_rate
         f0 = rng.uniform(90.0, 260.0) * (1.0 + 0.08 * np.sin(2 * np.pi * rng.uniform(1.0, 5.0) * t))
         phase = 2 * np.pi * np.cumsum(f0) / sample_rate
@@ -58,26 +66,28 @@ def speech_like_clips(n: int, *, sample_rate: int = 16000, seed: int = 0) -> lis
     return clips
 
 
-def timed(fn: Callable[[], np.ndarray], timings: list[float]) -> np.ndarray:
-    """Run ``fn`` once, append its wall time to ``timings`` and return its output."""
+def timed(fn: Callable[[], np.ndarray], timings: list[float], *, pause_s: float = 0.3) -> np.ndarray:
+    """After ``pause_s`` of idling, run ``fn`` once, append its wall time to ``timings`` and return its output."""
+    time.sleep(pause_s)
     start = time.perf_counter()
     out = fn()
     timings.append(time.perf_counter() - start)
     return out
 
 
-def run(n_clips: int, repeats: int) -> dict[str, float]:
+def run(n_clips: int, repeats: int, duration: tuple[float, float] = (2.0, 3.0)) -> dict[str, float]:
     """Time both backends on ``n_clips`` clips.
 
     Args:
         n_clips: clips per timed pass.
         repeats: timed passes per backend (alternating; the best counts).
+        duration: clip lengths in seconds (shortest, longest).
 
     Returns:
         ``librosa_cps``, ``fast_cps``, ``ratio`` and ``max_abs_diff_db``.
     """
     cfg = FeaturesConfig()
-    clips: Sequence[np.ndarray] = speech_like_clips(n_clips, sample_rate=cfg.sample_rate)
+    clips: Sequence[np.ndarray] = speech_like_clips(n_clips, sample_rate=cfg.sample_rate, duration=duration)
     logmel_librosa(clips[:8], cfg)  # warm-up: imports, filterbank, FFT plans
     logmel_fast(clips[:8], cfg)
     t_lib: list[float] = []
@@ -100,16 +110,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--clips", type=int, default=256, help="clips per timed pass (default 256)")
     parser.add_argument("--repeats", type=int, default=5, help="timed passes per backend; the best counts")
+    parser.add_argument(
+        "--duration", type=float, nargs=2, default=(2.0, 3.0), metavar=("MIN_S", "MAX_S"), help="clip lengths"
+    )
     args = parser.parse_args(argv)
     cfg = FeaturesConfig()
+    lo, hi = args.duration
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     print(
-        f"machine: {os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads; "
+        f"machine: {os.cpu_count()} CPUs (load average {load}), torch {torch.__version__}: "
+        f"{torch.get_num_threads()} threads = fast-path workers\n"
         f"config: {cfg.sample_rate} Hz, n_fft {cfg.n_fft}, hop {cfg.hop_length}, {cfg.n_mels} mels, "
-        f"{cfg.segment_s:g} s segments; {args.clips} clips, best of {args.repeats}"
+        f"{cfg.segment_s:g} s segments; {args.clips} clips of {lo:g}-{hi:g} s, best of {args.repeats}"
     )
-    res = run(args.clips, args.repeats)
+    res = run(args.clips, args.repeats, (lo, hi))
     print(f"librosa per-clip loop: {res['librosa_cps']:8.0f} clips/s")
-    print(f"fast (torch, batched): {res['fast_cps']:8.0f} clips/s")
+    print(f"fast (batched):        {res['fast_cps']:8.0f} clips/s")
     print(f"speed-up:              {res['ratio']:8.1f}x")
     ok = res["max_abs_diff_db"] <= TOLERANCE_DB
     verdict = "OK" if ok else "FAIL"

@@ -8,6 +8,7 @@ from pathlib import Path
 import librosa
 import numpy as np
 import pytest
+import torch
 
 from fedsered.config import FeaturesConfig
 from fedsered.data import features as feat
@@ -54,6 +55,8 @@ def sample_clips() -> list[np.ndarray]:
         (3e-5 * rng.standard_normal(3 * SR)).astype(np.float32),  # quiet, straddling the -100 dB floor
         np.zeros(SR, dtype=np.float32),  # digital silence
         tone(440.0, 2.2) + voice(2.2, seed=3),
+        np.zeros(0, dtype=np.float32),  # empty: all padding
+        np.full(1, 0.5, dtype=np.float32),  # a single sample: only the first frame is live
     ]
 
 
@@ -93,6 +96,22 @@ def test_fast_matches_librosa(settings: dict[str, object]) -> None:
         assert out.shape == ref.shape == (len(clips), 1, cfg.n_mels, n_frames(cfg))
         assert out.dtype == ref.dtype == np.float32
         assert float(np.max(np.abs(out - ref))) <= TOL_DB
+
+
+def test_worker_threads_give_identical_output() -> None:
+    cfg = FeaturesConfig(cache_dir=None)
+    clips = [voice(float(d), seed=i) for i, d in enumerate(np.linspace(0.5, 4.0, 9))]
+    before = torch.get_num_threads()
+    serial = logmel_fast(clips, cfg, batch_size=2, workers=1)
+    calls: list[tuple[int, int]] = []
+    threaded = logmel_fast(clips, cfg, batch_size=2, workers=3, progress=lambda d, t: calls.append((d, t)))
+    assert torch.get_num_threads() == before
+    np.testing.assert_array_equal(threaded, serial)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls) and calls[-1] == (9, 9) and len(calls) == 5
+    assert float(np.max(np.abs(serial - logmel_librosa(clips, cfg)))) <= TOL_DB
+    assert logmel_fast([], cfg).shape == (0, 1, 64, 94)
+    with pytest.raises(ValueError):
+        logmel_fast(clips, cfg, batch_size=0)
 
 
 def test_shape_follows_segment_and_hop() -> None:
@@ -250,6 +269,14 @@ def test_corrupt_cache_file_is_replaced(tmp_path: Path, damage: str) -> None:
 
 def test_load_cached_missing_file_is_none(tmp_path: Path) -> None:
     assert load_cached(tmp_path / "features-nothing.npz") is None
+
+
+def test_load_cached_deletes_a_corrupt_file(tmp_path: Path) -> None:
+    path = tmp_path / "features-bad.npz"
+    path.write_bytes(b"PK\x03\x04 truncated zip")
+    with pytest.warns(UserWarning, match="corrupt"):
+        assert load_cached(path) is None
+    assert not path.exists()
 
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:

@@ -46,8 +46,8 @@ def cache_key(corpus_digest: str, cfg: FeaturesConfig, utterance_ids: Iterable[s
     h = hashlib.blake2b(digest_size=16)
     h.update(json.dumps(head, sort_keys=True).encode("utf-8"))
     for uid in utterance_ids:
-        h.update(b"\x00")
-        h.update(str(uid).encode("utf-8"))
+        raw = str(uid).encode("utf-8")
+        h.update(len(raw).to_bytes(8, "little") + raw)  # length-prefixed: no two id lists hash alike
     return h.hexdigest()
 
 

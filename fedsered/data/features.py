@@ -4,13 +4,21 @@ Two backends compute the same transform (``FeaturesConfig.backend``):
 
 * ``librosa`` — the reference: per clip, ``librosa.feature.melspectrogram`` (Hann window, ``center=True``,
   zero padding, power 2) and ``librosa.power_to_db(ref=1, amin=1e-10, top_db)``.
-* ``fast`` — the same numbers from ``torch.stft`` on small batches, the librosa Slaney filterbank as a matrix
-  product and a vectorised ``power_to_db``. It matches the reference to well under 1e-4 dB (max abs difference).
+* ``fast`` — the same numbers from one float64 ``numpy.fft.rfft`` over the stacked frames of a few clips, the
+  librosa Slaney filterbank as a sparse (CSR) matrix product and the same float32 ``log10``, on worker threads. It
+  matches the reference to about 1e-5 dB (max abs difference; the contract is 1e-4 dB).
 
 Precision: librosa windows its float32 frames with a float64 window, so its FFT runs in float64 and only the
 result is rounded to complex64; the power spectrum, the filterbank product and the log then run in float32. The
 fast path follows the same chain. A float32 FFT is *not* enough: in low-energy mel bins (60-80 dB below the
-clip's peak, still above the ``top_db`` floor) its rounding error reaches 2e-4 dB and more.
+clip's peak, still above the ``top_db`` floor) its rounding error reaches 2e-4 to 6e-4 dB.
+
+Speed (default config, 2-3 s clips, an idle 2-CPU machine): librosa's loop ~1,200 clips/s; the fast path ~5,000
+on one worker thread and ~7,000-7,900 on two (``benchmarks/features.py``). The float64 FFT is about two thirds of
+the work. Frames that see only the zero padding after a short clip are skipped (their power is exactly 0, as in
+librosa). Why numpy and not ``torch.stft``/``torch.fft``: torch's CPU ``rfft`` allocates its result (and a
+temporary even with ``out=``), and those multi-megabyte allocations page-faulted on every batch in some heap
+layouts (up to 3x slower); numpy writes into preallocated buffers. MKL's FFT alone is ~10% faster per frame.
 
 ``extract_features`` turns an ``AudioCorpus`` into a ``FeatureSet``, going through the on-disk cache of
 ``fedsered.data.cache`` when ``cache_dir`` is set.
@@ -19,14 +27,18 @@ clip's peak, still above the ``top_db`` floor) its rounding error reaches 2e-4 d
 from __future__ import annotations
 
 import functools
+import threading
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import librosa
 import numpy as np
+import scipy.signal
+import scipy.sparse
 import torch
 
 from fedsered.config import FeaturesConfig
@@ -38,7 +50,7 @@ AMIN = 1e-10
 """Power floor before the log (``librosa.power_to_db``'s ``amin``); -100 dB."""
 
 DEFAULT_BATCH_SIZE = 4
-"""Clips per ``torch.stft`` call on the fast path (measured best on 1-2 threads; large batches fall out of cache)."""
+"""Clips per FFT call on the fast path (measured best with 2 workers on 2 CPUs; 6 and more fall out of the caches)."""
 
 STD_FLOOR = 1e-3
 """Smallest per-bin standard deviation (dB) the normaliser divides by (bins constant on the training data)."""
@@ -77,18 +89,30 @@ def fix_length(clip: np.ndarray, n_samples: int) -> np.ndarray:
     Returns:
         A new 1-D float32 array of length ``n_samples``.
     """
+    if n_samples < 1:
+        raise ValueError(f"fix_length: n_samples must be >= 1, got {n_samples}")
+    out = np.empty(n_samples, dtype=np.float32)
+    _fix_into(clip, out)
+    return out
+
+
+def _fix_into(clip: np.ndarray, dst: np.ndarray) -> int:
+    """``fix_length`` into an existing array (any float dtype; values rounded to float32 first).
+
+    Returns:
+        How many leading samples of ``dst`` come from the clip (the rest is zero padding).
+    """
     clip = np.asarray(clip)
     if clip.ndim != 1:
         raise DataError(f"fix_length: expected a 1-D clip, got shape {clip.shape}")
-    if n_samples < 1:
-        raise ValueError(f"fix_length: n_samples must be >= 1, got {n_samples}")
-    n = clip.shape[0]
-    if n >= n_samples:
-        start = (n - n_samples) // 2
-        return np.array(clip[start : start + n_samples], dtype=np.float32)
-    out = np.zeros(n_samples, dtype=np.float32)
-    out[:n] = clip
-    return out
+    n, m = clip.shape[0], dst.shape[0]
+    if n >= m:
+        start = (n - m) // 2
+        dst[:] = clip[start : start + m].astype(np.float32, copy=False)
+        return m
+    dst[:n] = clip.astype(np.float32, copy=False)
+    dst[n:] = 0.0
+    return n
 
 
 @functools.lru_cache(maxsize=16)
@@ -144,27 +168,23 @@ def logmel_librosa(clips: Sequence[np.ndarray], cfg: FeaturesConfig) -> np.ndarr
 # the fast path
 
 
-def _sparse_filterbank(basis: np.ndarray) -> torch.Tensor:
-    """The filterbank as a CSR matrix: each triangle covers a few FFT bins (3% of a 64 x 513 matrix is nonzero)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta state"
-        return torch.from_numpy(basis.copy()).to_sparse_csr()
-
-
 class _FastLogMel:
-    """Reusable buffers and constants of the fast path for one configuration and batch size.
+    """Reusable buffers and constants of the fast path for one configuration and batch size (one per thread).
 
-    Per batch of clips (``f`` FFT bins, ``m`` mels), with the live frames of all clips stacked along one axis
-    (``n`` in all; frames that see only the zero padding after a short clip are skipped, their power is exactly 0):
+    Per batch, with the live frames of all clips stacked along one axis (``n`` in all; frames that see only the zero
+    padding after a short clip are skipped: their power is exactly 0) and ``f`` FFT bins, ``m`` mels:
 
-    1. zero-padded float32 clips -> frames times the float64 Hann window -> one float64 ``rfft`` ``[n, f]``;
-    2. one pass that rounds to complex64 (as librosa does) and transposes to bins-major ``[f, n]``;
-    3. re and im squared in place, the sparse filterbank applied to both at once (``[m, f] @ [f, 2n]``), then
-       re^2 + im^2 summed on the small mel result;
-    4. scattered into the caller's output array and turned into dB in place with numpy.
+    1. clips rounded to float32 (as ``fix_length``), placed in a zero-padded float64 buffer; frames (strided views)
+       times the float64 periodic Hann window -> ``[n, n_fft]`` float64;
+    2. one ``numpy.fft.rfft`` in float64 written straight into a transposed complex64 buffer ``[f, n]`` (rounded
+       as librosa rounds its STFT);
+    3. re and im squared in place, the sparse (CSR) filterbank applied to both at once (``[m, f] @ [f, 2n]``),
+       then re^2 + im^2 summed on the small mel result;
+    4. scattered into the caller's output array and turned into dB in place.
 
-    Every large intermediate lives in a buffer allocated once: fresh multi-megabyte tensors per batch cost page
-    faults that made large batches slow.
+    No large temporaries: every big array is a buffer allocated once. Fresh multi-megabyte arrays per batch (torch's
+    ``rfft`` allocates one even with ``out=``) made glibc hand pages back and fault them in again on every batch,
+    up to 3x slower depending on heap layout.
     """
 
     def __init__(self, cfg: FeaturesConfig, batch_size: int) -> None:
@@ -173,13 +193,13 @@ class _FastLogMel:
         self.pad = cfg.n_fft // 2
         self.frames = n_frames(cfg)
         self.n_freq = cfg.n_fft // 2 + 1
-        self.window = torch.hann_window(cfg.n_fft, periodic=True, dtype=torch.float64)
-        self.basis = _sparse_filterbank(mel_filterbank(cfg))
-        self.padded = np.zeros((batch_size, self.n_samples + 2 * self.pad), dtype=np.float32)
+        self.window = scipy.signal.get_window("hann", cfg.n_fft, fftbins=True)  # librosa's window, float64
+        self.basis = scipy.sparse.csr_array(mel_filterbank(cfg))  # 3% of a 64 x 513 filterbank is nonzero
+        self.padded = np.zeros((batch_size, self.n_samples + 2 * self.pad), dtype=np.float64)
+        self.framed = np.lib.stride_tricks.sliding_window_view(self.padded, cfg.n_fft, axis=-1)[:, :: cfg.hop_length]
         capacity = batch_size * self.frames
-        self.windowed = torch.empty((capacity, cfg.n_fft), dtype=torch.float64)
-        self.spec = torch.empty((capacity, self.n_freq), dtype=torch.complex128)
-        self.spec_t = torch.empty(self.n_freq * capacity, dtype=torch.complex64)  # flat: any number of frames
+        self.windowed = np.empty((capacity, cfg.n_fft), dtype=np.float64)
+        self.spec_t = np.empty(self.n_freq * capacity, dtype=np.complex64)  # flat: any number of frames
 
     def live_frames(self, n_valid: int) -> int:
         """Frames that overlap the first ``n_valid`` samples; later ones hold only zero padding."""
@@ -188,22 +208,20 @@ class _FastLogMel:
     def __call__(self, clips: Sequence[np.ndarray], out: np.ndarray) -> None:
         """Write the log-Mel of ``clips`` (at most ``batch_size``) into ``out`` (``[len(clips), n_mels, frames]``)."""
         cfg, n_freq = self.cfg, self.n_freq
-        padded = torch.from_numpy(self.padded)
         spans: list[tuple[int, int]] = []
         total = 0
         for i, clip in enumerate(clips):
-            self.padded[i, self.pad : self.pad + self.n_samples] = fix_length(clip, self.n_samples)
-            live = self.live_frames(min(len(clip), self.n_samples))
-            frames = padded[i].unfold(-1, cfg.n_fft, cfg.hop_length)[:live]
-            torch.mul(frames, self.window, out=self.windowed[total : total + live])
+            n_valid = _fix_into(clip, self.padded[i, self.pad : self.pad + self.n_samples])
+            live = self.live_frames(n_valid)
+            np.multiply(self.framed[i, :live], self.window, out=self.windowed[total : total + live])
             spans.append((total, live))
             total += live
-        spec = torch.fft.rfft(self.windowed[:total], dim=-1, out=self.spec[:total])
-        spec_t = self.spec_t[: n_freq * total].view(n_freq, total)
-        spec_t.T.copy_(spec)  # complex128 -> complex64, transposed
-        squares = torch.view_as_real(spec_t).view(n_freq, 2 * total).square_()  # columns: re^2, im^2 per frame
-        mel = torch.mm(self.basis, squares).view(cfg.n_mels, total, 2)
-        power = (mel[..., 0] + mel[..., 1]).numpy()
+        spec_t = self.spec_t[: n_freq * total].reshape(n_freq, total)
+        np.fft.rfft(self.windowed[:total], axis=-1, out=spec_t.T)  # type: ignore[arg-type]  # cast on output
+        squares = spec_t.view(np.float32)  # [f, 2 * total]: re, im of each frame
+        np.square(squares, out=squares)
+        mel = (self.basis @ squares).reshape(cfg.n_mels, total, 2)
+        power = mel[..., 0] + mel[..., 1]
         for i, (start, live) in enumerate(spans):
             out[i, :, :live] = power[:, start : start + live]
             out[i, :, live:] = 0.0
@@ -229,31 +247,64 @@ def logmel_fast(
     cfg: FeaturesConfig,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int | None = None,
     progress: Progress | None = None,
 ) -> np.ndarray:
-    """Log-Mel spectrograms in batches with torch; the same numbers as ``logmel_librosa`` (within 1e-4 dB).
+    """Log-Mel spectrograms in small batches on worker threads; the same numbers as ``logmel_librosa`` (1e-4 dB).
+
+    Each worker thread runs the whole single-threaded pipeline (numpy and scipy, which release the GIL) on its own
+    batches with its own buffers. Unlike one OpenMP-parallel pipeline, this keeps its speed when other processes
+    compete for the CPUs: OpenMP barriers then stall for whole scheduler time slices.
 
     Args:
         clips: 1-D clips at ``cfg.sample_rate``; each is ``fix_length``-ed to ``segment_s``.
         cfg: feature settings.
-        batch_size: clips per FFT call. Small batches are fastest on CPU (the frames stay in cache).
-        progress: optional ``(done, total)`` callback, called after each batch.
+        batch_size: clips per FFT call (small batches are fastest: the frames stay in the CPU caches).
+        workers: worker threads; ``None`` uses ``torch.get_num_threads()`` (the process's CPU budget). With 1,
+            the batches run in the calling thread.
+        progress: optional ``(done, total)`` callback over clips, called from the calling thread after each batch.
 
     Returns:
         ``[n, 1, n_mels, n_frames(cfg)]`` float32, in dB (ref 1.0).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    out = np.empty((len(clips), 1, cfg.n_mels, n_frames(cfg)), dtype=np.float32)
-    if not len(clips):
-        return out
-    step = _FastLogMel(cfg, min(batch_size, len(clips)))
-    with torch.inference_mode():
-        for start in range(0, len(clips), batch_size):
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    n = len(clips)
+    out = np.empty((n, 1, cfg.n_mels, n_frames(cfg)), dtype=np.float32)
+    starts = range(0, n, batch_size)
+    n_workers = min(workers if workers is not None else torch.get_num_threads(), len(starts))
+    if n_workers <= 1:
+        step = _FastLogMel(cfg, min(batch_size, max(n, 1)))
+        for start in starts:
             chunk = clips[start : start + batch_size]
             step(chunk, out[start : start + len(chunk), 0])
             if progress is not None:
-                progress(start + len(chunk), len(clips))
+                progress(start + len(chunk), n)
+        return out
+    local = threading.local()
+
+    def run_batch(start: int) -> int:
+        step = getattr(local, "step", None)
+        if step is None:
+            step = local.step = _FastLogMel(cfg, batch_size)
+        chunk = clips[start : start + batch_size]
+        step(chunk, out[start : start + len(chunk), 0])
+        return len(chunk)
+
+    with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="fedsered-logmel") as pool:
+        futures = [pool.submit(run_batch, start) for start in starts]
+        try:
+            done = 0
+            for future in as_completed(futures):
+                done += future.result()
+                if progress is not None:
+                    progress(done, n)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
     return out
 
 
@@ -376,13 +427,16 @@ def fit_normaliser(x_train: np.ndarray, *, min_std: float = STD_FLOOR) -> Normal
         min_std: floor for the standard deviation (bins that are constant on the training data).
 
     Returns:
-        The ``Normaliser`` (accumulated in float64, stored as float32).
+        The ``Normaliser`` (accumulated in float64 one mel bin at a time, stored as float32).
     """
     if x_train.ndim != 4 or x_train.shape[1] != 1 or x_train.shape[0] == 0:
         raise DataError(f"fit_normaliser: expected non-empty [n, 1, mels, frames] features, got {x_train.shape}")
-    x64 = x_train.astype(np.float64, copy=False)
-    mean = x64.mean(axis=(0, 1, 3))
-    std = np.maximum(x64.std(axis=(0, 1, 3)), min_std)
+    n_mels = x_train.shape[2]
+    mean, std = np.empty(n_mels), np.empty(n_mels)
+    for m in range(n_mels):
+        values = x_train[:, 0, m, :].astype(np.float64)
+        mean[m], std[m] = values.mean(), values.std()
+    std = np.maximum(std, min_std)
     return Normaliser(mean=mean.astype(np.float32).reshape(1, -1, 1), std=std.astype(np.float32).reshape(1, -1, 1))
 
 
