@@ -54,8 +54,10 @@ class DataConfig(_Section):
         "error", description="a corrupt, empty, silent or too-short file: stop with an error, or skip and report it"
     )
     min_duration_s: float = Field(0.25, ge=0.0, le=60.0, description="shorter clips count as bad files")
-    test_speakers: float | list[str] = Field(
-        0.25, description="held-out test speakers: a fraction of speakers (0-1), or an explicit list of speaker ids"
+    test_speakers: float | list[str] | Literal["split"] = Field(
+        0.25,
+        description="held-out test speakers: a fraction of speakers (0-1), an explicit list of speaker ids, or "
+        "'split' to take the rows whose manifest split is 'test'",
     )
     embedded: EmbeddedCorpusConfig = EmbeddedCorpusConfig()
 
@@ -65,6 +67,8 @@ class DataConfig(_Section):
             raise ValueError("emotions must list at least two distinct names")
         if isinstance(self.test_speakers, float) and not 0.0 < self.test_speakers < 1.0:
             raise ValueError("test_speakers as a fraction must be strictly between 0 and 1")
+        if self.test_speakers == "split" and self.corpus != "manifest":
+            raise ValueError("test_speakers: split needs corpus=manifest (a CSV with a split column)")
         if self.corpus != "embedded" and not self.path:
             raise ValueError(f"corpus={self.corpus} needs data.path (the corpus folder or manifest CSV)")
         return self

@@ -3,9 +3,12 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
+from wavtrees import FIVE, synth_clip, write_manifest, write_wav
 
 from fedsered.config import load_config
 from fedsered.data.dataset import build_dataset
+from fedsered.errors import DataError
 
 
 def _cfg(tmp_path: Path, *extra: str):  # type: ignore[no-untyped-def]
@@ -41,3 +44,38 @@ def test_dataset_is_a_pure_function_of_config_and_seed(tmp_path: Path) -> None:
     c = build_dataset(_cfg(tmp_path / "a", "seed=1"))
     assert np.array_equal(a.train.x, b.train.x) and np.array_equal(a.test.utterance_id, b.test.utterance_id)
     assert not np.array_equal(a.train.x[:5], c.train.x[:5])
+
+
+def _manifest(tmp_path: Path, split_of: dict[str, str]) -> Path:
+    rng = np.random.default_rng(0)
+    rows = []
+    for spk_i, spk in enumerate(split_of):
+        for emo in FIVE:
+            for j in range(2):
+                wav = write_wav(tmp_path / "wav" / f"{spk}_{emo}_{j}.wav",
+                                synth_clip(emo, speaker=spk_i, seconds=0.6, sample_rate=16000, rng=rng),
+                                sample_rate=16000)  # fmt: skip
+                split = split_of[spk] if j == 0 or spk != "mixed" else "train"
+                rows.append({"path": str(wav.relative_to(tmp_path)), "speaker": spk, "emotion": emo, "split": split})
+    return write_manifest(tmp_path / "manifest.csv", rows)
+
+
+def test_manifest_split_column_defines_the_test_set(tmp_path: Path) -> None:
+    csv = _manifest(tmp_path, {"a": "train", "b": "train", "c": "test"})
+    cfg = load_config(None, ["data.corpus=manifest", f"data.path={csv}", "data.test_speakers=split",
+                             "features.segment_s=0.6", f"features.cache_dir={tmp_path / 'cache'}",
+                             "federation.num_clients=2"])  # fmt: skip
+    data = build_dataset(cfg)
+    assert set(data.test.speaker) == {"c"} and set(data.train.speaker) == {"a", "b"}
+    assert len(data.test) == 10 and len(data.train) == 20
+
+
+def test_manifest_split_must_be_speaker_independent(tmp_path: Path) -> None:
+    csv = _manifest(tmp_path, {"a": "train", "mixed": "test"})
+    cfg = load_config(
+        None,
+        ["data.corpus=manifest", f"data.path={csv}", "data.test_speakers=split", "features.segment_s=0.6",
+         "features.cache_dir=null", "federation.num_clients=1"],
+    )  # fmt: skip
+    with pytest.raises(DataError, match=r"not speaker-independent: speaker\(s\) \['mixed'\]"):
+        build_dataset(cfg)

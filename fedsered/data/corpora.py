@@ -685,6 +685,7 @@ def load_corpus(
     labels: list[int] = []
     speakers: list[str] = []
     utterances: list[str] = []
+    splits: list[str] = []
     if progress is not None:
         progress(0, len(kept))
     for done, (entry, label) in enumerate(kept, start=1):
@@ -702,6 +703,7 @@ def load_corpus(
             labels.append(label)
             speakers.append(entry.speaker)
             utterances.append(entry.utterance_id)
+            splits.append((entry.split or "").strip().lower())
         if progress is not None:
             progress(done, len(kept))
 
@@ -721,6 +723,7 @@ def load_corpus(
         digest=digest.hexdigest(),
         skipped=tuple(skipped),
         excluded=excluded,
+        split=np.asarray(splits, dtype=str) if any(splits) else None,
     )
 
 

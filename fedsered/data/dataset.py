@@ -16,7 +16,7 @@ from fedsered.config import Config
 from fedsered.data.corpora import corpus_summary, load_corpus
 from fedsered.data.embedded import generate_embedded_corpus
 from fedsered.data.features import Normaliser, extract_features, fit_normaliser, normalise
-from fedsered.data.partition import client_summary, partition_clients, split_test_speakers
+from fedsered.data.partition import client_summary, partition_clients, split_from_manifest, split_test_speakers
 from fedsered.data.types import AudioCorpus, FeatureSet
 from fedsered.seeding import rng
 
@@ -83,9 +83,12 @@ def build_dataset(cfg: Config, *, progress: Progress | None = None) -> Dataset:
     corpus = load_audio(cfg, progress=progress)
     cb = (lambda done, total: progress("log-Mel features", done, total)) if progress else None
     feats = extract_features(corpus, cfg.features, progress=cb)
-    train_idx, test_idx = split_test_speakers(
-        feats.speaker, test_speakers=cfg.data.test_speakers, rng=rng(cfg.seed, "split/test-speakers")
-    )
+    if cfg.data.test_speakers == "split":
+        train_idx, test_idx = split_from_manifest(corpus.split, feats.speaker)
+    else:
+        train_idx, test_idx = split_test_speakers(
+            feats.speaker, test_speakers=cfg.data.test_speakers, rng=rng(cfg.seed, "split/test-speakers")
+        )
     train, test = feats.subset(train_idx), feats.subset(test_idx)
     norm = fit_normaliser(train.x)
     train = FeatureSet(normalise(train.x, norm), train.y, train.speaker, train.utterance_id)

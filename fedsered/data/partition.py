@@ -44,6 +44,31 @@ def split_test_speakers(
     return np.flatnonzero(~is_test), np.flatnonzero(is_test)
 
 
+def split_from_manifest(split: np.ndarray | None, speakers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Test set = rows whose manifest ``split`` is ``test``; every other row trains (``data.test_speakers: split``).
+
+    The split must be speaker-independent: a speaker with rows on both sides is an error naming the speaker.
+
+    Returns:
+        ``(train_index, test_index)``.
+    """
+    if split is None:
+        raise DataError("data.test_speakers: split, but the manifest has no split column (or it is empty)")
+    is_test = split == "test"
+    if not is_test.any() or is_test.all():
+        raise DataError(
+            f"data.test_speakers: split needs rows with split=test and rows without; found values "
+            f"{sorted(set(split.tolist()))}"
+        )
+    both = sorted(set(speakers[is_test].tolist()) & set(speakers[~is_test].tolist()))
+    if both:
+        raise DataError(
+            f"manifest split is not speaker-independent: speaker(s) {both[:5]} have rows in test and in training; "
+            "give each speaker one side, or use data.test_speakers as a fraction or list"
+        )
+    return np.flatnonzero(~is_test), np.flatnonzero(is_test)
+
+
 def partition_by_speaker(speakers: np.ndarray, *, num_clients: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Give each client whole speakers (shuffled, dealt round-robin); every speaker goes to exactly one client."""
     unique = np.unique(speakers)

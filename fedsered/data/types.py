@@ -31,6 +31,7 @@ class AudioCorpus:
         digest: hex digest of the audio content (feature-cache key together with feature settings).
         skipped: files skipped as bad input.
         excluded: count of clips whose emotion is outside ``emotions`` (by ``label_map``), per corpus emotion.
+        split: ``[n]`` the manifest's ``split`` value per clip (lowercase, ``""`` where empty), or ``None``.
     """
 
     audio: list[np.ndarray]
@@ -42,11 +43,14 @@ class AudioCorpus:
     digest: str
     skipped: tuple[SkippedFile, ...] = ()
     excluded: dict[str, int] = field(default_factory=dict)
+    split: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.audio)
         if not (len(self.labels) == len(self.speaker) == len(self.utterance_id) == n):
             raise DataError("AudioCorpus: audio, labels, speaker and utterance_id must have the same length")
+        if self.split is not None and len(self.split) != n:
+            raise DataError("AudioCorpus: split must have one value per clip")
         if n == 0:
             raise DataError("AudioCorpus: the corpus holds no usable clips")
         if len(set(self.utterance_id.tolist())) != n:
