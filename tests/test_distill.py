@@ -21,7 +21,7 @@ from fedsered.distill.dm import distil_dm, dm_matching_loss
 from fedsered.distill.evaluate import train_on_set
 from fedsered.distill.experts import train_experts
 from fedsered.distill.gm import distil_gm, gm_matching_loss
-from fedsered.distill.init import initial_synthetic, plan_classes
+from fedsered.distill.init import LearnTask, initial_synthetic, plan_classes
 from fedsered.distill.mtt import distil_mtt, mtt_matching_loss
 from fedsered.distill.networks import network_state
 from fedsered.errors import ConfigError, DataError, PayloadError
@@ -84,9 +84,8 @@ def _states(k: int) -> list[dict[str, torch.Tensor]]:
 
 def test_gm_lowers_gradient_matching_loss(data: FeatureSet, theta0: dict[str, torch.Tensor]) -> None:
     x0, y0 = _start(data)
-    xs, ys, meta = distil_gm(
-        data.x, data.y, x_init=x0, y_init=y0, cfg=CFG, model_cfg=MODEL, n_classes=N_CLASSES, init_state=theta0, seed=0
-    )
+    task = LearnTask(data.x, data.y, x0, y0, model_cfg=MODEL, n_classes=N_CLASSES, init_state=theta0, seed=0)
+    xs, ys, meta = distil_gm(task, CFG)
     # the networks it matched: θ₀ first, then random initialisations under the seed
     states = [
         network_state("gm", k, model_cfg=MODEL, n_classes=N_CLASSES, init_state=theta0, seed=0)
@@ -102,9 +101,8 @@ def test_gm_lowers_gradient_matching_loss(data: FeatureSet, theta0: dict[str, to
 
 def test_dm_lowers_distribution_matching_loss(data: FeatureSet, theta0: dict[str, torch.Tensor]) -> None:
     x0, y0 = _start(data)
-    xs, ys, meta = distil_dm(
-        data.x, data.y, x_init=x0, y_init=y0, cfg=CFG, model_cfg=MODEL, n_classes=N_CLASSES, init_state=theta0, seed=0
-    )
+    task = LearnTask(data.x, data.y, x0, y0, model_cfg=MODEL, n_classes=N_CLASSES, init_state=theta0, seed=0)
+    xs, ys, meta = distil_dm(task, CFG)
     states = [
         network_state("dm", k, model_cfg=MODEL, n_classes=N_CLASSES, init_state=theta0, seed=0) for k in range(8)
     ]  # the first networks it matched
@@ -120,9 +118,8 @@ def test_dm_lowers_distribution_matching_loss(data: FeatureSet, theta0: dict[str
 
 def test_mtt_lowers_trajectory_matching_loss(data: FeatureSet, theta0: dict[str, torch.Tensor]) -> None:
     x0, y0 = _start(data)
-    xs, ys, meta = distil_mtt(
-        data.x, data.y, x_init=x0, y_init=y0, cfg=CFG, model_cfg=MODEL, n_classes=N_CLASSES, init_state=theta0, seed=0
-    )
+    task = LearnTask(data.x, data.y, x0, y0, model_cfg=MODEL, n_classes=N_CLASSES, init_state=theta0, seed=0)
+    xs, ys, meta = distil_mtt(task, CFG)
     experts = train_experts(
         data.x, data.y, model_cfg=MODEL, n_classes=N_CLASSES, init_state=theta0, num_experts=CFG.num_experts,
         epochs=CFG.expert_train_epochs, lr=CFG.expert_lr, batch_size=CFG.expert_batch, seed=0,

@@ -19,7 +19,7 @@ from fedsered.data.types import FeatureSet
 from fedsered.distill.baselines import select_herding, select_random
 from fedsered.distill.dm import distil_dm
 from fedsered.distill.gm import distil_gm
-from fedsered.distill.init import initial_synthetic, plan_classes
+from fedsered.distill.init import LearnTask, initial_synthetic, plan_classes
 from fedsered.distill.mtt import distil_mtt
 from fedsered.distill.synthetic_set import SyntheticSet, make_meta, validate_set
 from fedsered.errors import ConfigError, DataError
@@ -119,10 +119,10 @@ def distil(
         x0, y0 = initial_synthetic(
             data.x, data.y, plan=plan, mode=cfg.init, init_noise=cfg.init_noise, rng=rng(seed, "distil/init")
         )
-        x_syn, y_syn, extra = _LEARNED[method](
-            data.x, data.y, x_init=x0, y_init=y0, cfg=cfg, model_cfg=model_cfg, n_classes=n_classes,
-            init_state=init_state, seed=seed, progress=progress,
-        )  # fmt: skip
+        task = LearnTask(
+            data.x, data.y, x0, y0, model_cfg=model_cfg, n_classes=n_classes, init_state=init_state, seed=seed
+        )
+        x_syn, y_syn, extra = _LEARNED[method](task, cfg, progress=progress)
         extra["init_mode"] = cfg.init
     details: dict[str, Any] = {
         **plan.meta(),

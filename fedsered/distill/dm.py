@@ -10,17 +10,17 @@ synthetic-feature optimiser (``optim``).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from fedsered.config import DistillConfig, ModelConfig
-from fedsered.distill.init import class_index
-from fedsered.distill.networks import network_state, no_dropout
-from fedsered.distill.optim import image_optimizer
-from fedsered.models.build import build_model
+from fedsered.config import DistillConfig
+from fedsered.distill.init import LearnTask, class_index
+from fedsered.distill.networks import frozen_net, matching_loss, network_state
+from fedsered.distill.optim import learnable_features
 from fedsered.seeding import rng
 from fedsered.training.train import Progress
 
@@ -42,19 +42,9 @@ def dm_loss(
     batch_real: int | None,
     gen: np.random.Generator,
 ) -> torch.Tensor:
-    """``Σ_c ‖mean embed(real_c) − mean embed(syn_c)‖²`` over classes present in both sets.
-
-    Args:
-        model: a network with ``embed`` (frozen).
-        x_real: real features.
-        y_real: real labels.
-        x_syn: synthetic features (may require grad).
-        y_syn: synthetic labels.
-        batch_real: real examples per class (``None``: all).
-        gen: sampling stream for the real batches.
-
-    Returns:
-        The scalar loss (differentiable in ``x_syn``).
+    """``Σ_c ‖mean embed(real_c) − mean embed(syn_c)‖²`` over classes present in both sets, on a frozen ``model``
+    with ``embed``; differentiable in ``x_syn``. Each class's real mean is taken over ``batch_real`` examples drawn
+    from ``gen`` (``None``: all of them); labels are numpy arrays.
     """
     terms = []
     for c in np.unique(y_syn):
@@ -70,90 +60,45 @@ def dm_loss(
     return torch.stack(terms).sum() if terms else x_syn.sum() * 0.0
 
 
-def _frozen_net(state: dict[str, torch.Tensor], *, model_cfg: ModelConfig, n_classes: int) -> nn.Module:
-    model = build_model(no_dropout(model_cfg), n_classes=n_classes, init_state=state)
-    model.requires_grad_(False)
-    return model.eval()
+def _dm_all_real(
+    model: nn.Module, x_real: torch.Tensor, y_real: np.ndarray, x_syn: torch.Tensor, y_syn: np.ndarray
+) -> torch.Tensor:
+    with torch.no_grad():
+        return dm_loss(model, x_real, y_real, x_syn, y_syn, batch_real=None, gen=np.random.default_rng(0))
 
 
 def distil_dm(
-    x: np.ndarray,
-    y: np.ndarray,
-    *,
-    x_init: np.ndarray,
-    y_init: np.ndarray,
-    cfg: DistillConfig,
-    model_cfg: ModelConfig,
-    n_classes: int,
-    init_state: dict[str, torch.Tensor] | None,
-    seed: int,
-    progress: Progress | None = None,
+    task: LearnTask, cfg: DistillConfig, *, progress: Progress | None = None
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Distil ``(x, y)`` by distribution matching, starting from ``(x_init, y_init)``.
+    """Distil ``task.x, task.y`` by distribution matching, starting from ``task.x_init`` (labels ``task.y_init``).
 
     Args:
-        x: ``[n, 1, mels, frames]`` float32 real features.
-        y: ``[n]`` int64 labels.
-        x_init: starting synthetic features.
-        y_init: their labels (fixed).
-        cfg: the ``distill`` section (dm_iterations, batch_real, lr_img).
-        model_cfg: architecture of the embedding networks.
-        n_classes: number of classes.
-        init_state: θ₀, used as the first network, or ``None``.
-        seed: derives networks and real batches.
+        task: real data, synthetic start, networks' setting and seed (θ₀, when given, is the first network).
+        cfg: the ``distill`` section (dm_iterations, batch_real, lr_img, img_optimizer).
         progress: called with ``(update, updates)``.
 
     Returns:
         ``(x_syn, y_syn, meta)`` with ``loss_history`` (one loss per update).
     """
-    xr = torch.from_numpy(np.ascontiguousarray(x))
-    x_syn = torch.tensor(x_init, dtype=torch.float32, requires_grad=True)
-    opt_x = image_optimizer([x_syn], kind=cfg.img_optimizer, lr=cfg.lr_img)
-    gen = rng(seed, "dm/real-batches")
+    xr = torch.from_numpy(np.ascontiguousarray(task.x))
+    x_syn, opt_x = learnable_features(task.x_init, kind=cfg.img_optimizer, lr=cfg.lr_img)
+    gen = rng(task.seed, "dm/real-batches")
     history: list[float] = []
     for it in range(cfg.dm_iterations):
-        state = network_state("dm", it, model_cfg=model_cfg, n_classes=n_classes, init_state=init_state, seed=seed)
-        model = _frozen_net(state, model_cfg=model_cfg, n_classes=n_classes)
-        loss = dm_loss(model, xr, y, x_syn, y_init, batch_real=cfg.batch_real, gen=gen)
+        state = network_state(
+            "dm", it, model_cfg=task.model_cfg, n_classes=task.n_classes, init_state=task.init_state, seed=task.seed
+        )
+        model = frozen_net(state, model_cfg=task.model_cfg, n_classes=task.n_classes)
+        loss = dm_loss(model, xr, task.y, x_syn, task.y_init, batch_real=cfg.batch_real, gen=gen)
         opt_x.zero_grad(set_to_none=True)
         loss.backward()
         opt_x.step()
         history.append(float(loss.detach()))
         if progress is not None:
             progress(it + 1, cfg.dm_iterations)
-    return x_syn.detach().numpy().astype(np.float32), np.array(y_init, dtype=np.int64), {"loss_history": history}
+    return x_syn.detach().numpy().astype(np.float32), np.array(task.y_init, dtype=np.int64), {"loss_history": history}
 
 
-def dm_matching_loss(
-    x_syn: np.ndarray,
-    y_syn: np.ndarray,
-    x: np.ndarray,
-    y: np.ndarray,
-    *,
-    states: list[dict[str, torch.Tensor]],
-    model_cfg: ModelConfig,
-    n_classes: int,
-) -> float:
-    """Mean distribution-matching loss of a synthetic set over fixed networks, with all real examples per class.
-
-    Args:
-        x_syn: synthetic features.
-        y_syn: synthetic labels.
-        x: real features.
-        y: real labels.
-        states: the networks' weights.
-        model_cfg: architecture.
-        n_classes: number of classes.
-
-    Returns:
-        The mean loss (deterministic).
-    """
-    xr, xs = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(x_syn))
-    gen = np.random.default_rng(0)
-    with torch.no_grad():
-        losses = [
-            float(dm_loss(_frozen_net(s, model_cfg=model_cfg, n_classes=n_classes), xr, y, xs, y_syn,
-                          batch_real=None, gen=gen))
-            for s in states
-        ]  # fmt: skip
-    return float(np.mean(losses))
+dm_matching_loss = partial(matching_loss, _dm_all_real)
+"""``matching_loss`` of ``dm_loss`` with all real examples per class: ``dm_matching_loss(x_syn, y_syn, x, y, *,
+states, model_cfg, n_classes) -> float``."""

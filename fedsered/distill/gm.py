@@ -16,6 +16,7 @@ hooks cannot give that). Only batch-mean gradients are needed here, so plain aut
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -23,10 +24,10 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from fedsered.config import DistillConfig, ModelConfig
-from fedsered.distill.init import class_index
-from fedsered.distill.networks import network_state, no_dropout
-from fedsered.distill.optim import image_optimizer
+from fedsered.config import DistillConfig
+from fedsered.distill.init import LearnTask, class_index
+from fedsered.distill.networks import matching_loss, network_state, no_dropout
+from fedsered.distill.optim import learnable_features
 from fedsered.models.build import build_model
 from fedsered.seeding import rng
 from fedsered.training.train import Progress
@@ -82,20 +83,10 @@ def gm_loss(
     batch_real: int | None,
     gen: np.random.Generator,
 ) -> torch.Tensor:
-    """Gradient-matching loss of one network: sum over classes present in both sets.
-
-    Args:
-        model: architecture.
-        params: its (detached) parameters.
-        x_real: real features.
-        y_real: real labels.
-        x_syn: synthetic features (may require grad).
-        y_syn: synthetic labels.
-        batch_real: real examples per class (``None``: all).
-        gen: sampling stream for the real batches.
-
-    Returns:
-        The scalar loss (differentiable in ``x_syn``).
+    """Gradient-matching loss of one network (``model``'s architecture at the detached ``params``): the sum over
+    classes present in both sets of ``gradient_distance`` between the class's real and synthetic gradients;
+    differentiable in ``x_syn`` when it requires grad. Real batches hold ``batch_real`` examples of the class drawn
+    from ``gen`` (``None``: all of them); labels are tensors.
     """
     yr, ys = y_real.numpy(), y_syn.numpy()
     terms = []
@@ -111,45 +102,30 @@ def gm_loss(
 
 
 def distil_gm(
-    x: np.ndarray,
-    y: np.ndarray,
-    *,
-    x_init: np.ndarray,
-    y_init: np.ndarray,
-    cfg: DistillConfig,
-    model_cfg: ModelConfig,
-    n_classes: int,
-    init_state: Params | None,
-    seed: int,
-    progress: Progress | None = None,
+    task: LearnTask, cfg: DistillConfig, *, progress: Progress | None = None
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Distil ``(x, y)`` by gradient matching, starting from ``(x_init, y_init)``.
+    """Distil ``task.x, task.y`` by gradient matching, starting from ``task.x_init`` (labels ``task.y_init``).
 
     Args:
-        x: ``[n, 1, mels, frames]`` float32 real features.
-        y: ``[n]`` int64 labels.
-        x_init: starting synthetic features.
-        y_init: their labels (fixed).
+        task: real data, synthetic start, networks' setting (dropout off) and seed (θ₀, when given, is the first
+            network).
         cfg: the ``distill`` section (gm_iterations, gm_outer_loop, gm_inner_steps, gm_lr_net, batch_real, lr_img).
-        model_cfg: architecture of the matched networks (dropout off).
-        n_classes: number of classes.
-        init_state: θ₀, used as the first network, or ``None``.
-        seed: derives networks and real batches.
         progress: called with ``(update, updates)``.
 
     Returns:
         ``(x_syn, y_syn, meta)`` with ``loss_history`` (one loss per synthetic update).
     """
-    net_cfg = no_dropout(model_cfg)
-    xr, yr = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
-    x_syn = torch.tensor(x_init, dtype=torch.float32, requires_grad=True)
-    y_syn = torch.from_numpy(np.ascontiguousarray(y_init))
-    opt_x = image_optimizer([x_syn], kind=cfg.img_optimizer, lr=cfg.lr_img)
-    gen = rng(seed, "gm/real-batches")
+    net_cfg, n_classes = no_dropout(task.model_cfg), task.n_classes
+    xr, yr = torch.from_numpy(np.ascontiguousarray(task.x)), torch.from_numpy(np.ascontiguousarray(task.y))
+    x_syn, opt_x = learnable_features(task.x_init, kind=cfg.img_optimizer, lr=cfg.lr_img)
+    y_syn = torch.from_numpy(np.ascontiguousarray(task.y_init))
+    gen = rng(task.seed, "gm/real-batches")
     history: list[float] = []
     total = cfg.gm_iterations * cfg.gm_outer_loop
     for k in range(cfg.gm_iterations):
-        state = network_state("gm", k, model_cfg=net_cfg, n_classes=n_classes, init_state=init_state, seed=seed)
+        state = network_state(
+            "gm", k, model_cfg=net_cfg, n_classes=n_classes, init_state=task.init_state, seed=task.seed
+        )
         model = build_model(net_cfg, n_classes=n_classes, init_state=state)
         net_opt = torch.optim.SGD(model.parameters(), lr=cfg.gm_lr_net)
         for ol in range(cfg.gm_outer_loop):
@@ -172,40 +148,14 @@ def distil_gm(
     return x_syn.detach().numpy().astype(np.float32), y_syn.numpy().copy(), {"loss_history": history}
 
 
-@torch.no_grad()
-def _no_grad_params(model: nn.Module) -> Params:
-    return {n: p.detach() for n, p in model.named_parameters()}
+def _gm_all_real(
+    model: nn.Module, x_real: torch.Tensor, y_real: np.ndarray, x_syn: torch.Tensor, y_syn: np.ndarray
+) -> torch.Tensor:
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    yr, ys = torch.from_numpy(np.ascontiguousarray(y_real)), torch.from_numpy(np.ascontiguousarray(y_syn))
+    return gm_loss(model, params, x_real, yr, x_syn, ys, batch_real=None, gen=np.random.default_rng(0))
 
 
-def gm_matching_loss(
-    x_syn: np.ndarray,
-    y_syn: np.ndarray,
-    x: np.ndarray,
-    y: np.ndarray,
-    *,
-    states: list[Params],
-    model_cfg: ModelConfig,
-    n_classes: int,
-) -> float:
-    """Mean gradient-matching loss of a synthetic set over fixed networks, with all real examples of each class.
-
-    Args:
-        x_syn: synthetic features.
-        y_syn: synthetic labels.
-        x: real features.
-        y: real labels.
-        states: the networks' weights.
-        model_cfg: architecture.
-        n_classes: number of classes.
-
-    Returns:
-        The mean loss (deterministic: a yardstick to compare sets, e.g. before and after distillation).
-    """
-    xr, yr = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
-    xs, ys = torch.from_numpy(np.ascontiguousarray(x_syn)), torch.from_numpy(np.ascontiguousarray(y_syn))
-    gen = np.random.default_rng(0)
-    losses = []
-    for state in states:
-        model = build_model(no_dropout(model_cfg), n_classes=n_classes, init_state=state)
-        losses.append(float(gm_loss(model, _no_grad_params(model), xr, yr, xs, ys, batch_real=None, gen=gen)))
-    return float(np.mean(losses))
+gm_matching_loss = partial(matching_loss, _gm_all_real)
+"""``matching_loss`` of ``gm_loss`` with all real examples of each class: ``gm_matching_loss(x_syn, y_syn, x, y, *,
+states, model_cfg, n_classes) -> float``."""

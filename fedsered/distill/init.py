@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
+from fedsered.config import ModelConfig
 from fedsered.errors import DataError
 
 
@@ -43,6 +45,32 @@ class ClassPlan:
             "missing_classes": list(self.missing),
             "repeated_classes": list(self.repeated),
         }
+
+
+@dataclass(frozen=True)
+class LearnTask:
+    """What a learned method (gm, dm, mtt) distils: the real data, the synthetic start and the networks' setting.
+
+    Attributes:
+        x: ``[n, 1, mels, frames]`` float32 real features.
+        y: ``[n]`` int64 labels.
+        x_init: starting synthetic features (``initial_synthetic``).
+        y_init: their labels (fixed during distillation).
+        model_cfg: architecture of the matched / embedding / expert networks (run without dropout).
+        n_classes: number of classes.
+        init_state: θ₀ (gm and dm match it as their first network, mtt's experts start there) or ``None``
+            (random-init mode).
+        seed: derives every random stream (networks, real batches, experts, batch orders).
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    x_init: np.ndarray
+    y_init: np.ndarray
+    model_cfg: ModelConfig
+    n_classes: int
+    init_state: dict[str, torch.Tensor] | None
+    seed: int
 
 
 def plan_classes(y: np.ndarray, *, n_classes: int, ipc: int, cap_at_available: bool) -> ClassPlan:

@@ -20,8 +20,9 @@ from torch import nn
 
 from fedsered.config import DistillConfig, ModelConfig
 from fedsered.distill.experts import Trajectory, train_experts
+from fedsered.distill.init import LearnTask
 from fedsered.distill.networks import no_dropout
-from fedsered.distill.optim import image_optimizer
+from fedsered.distill.optim import learnable_features
 from fedsered.distill.params import ParamLayout, functional_forward
 from fedsered.models.build import build_model
 from fedsered.seeding import rng, torch_generator
@@ -110,46 +111,30 @@ def _apply(
 
 
 def distil_mtt(
-    x: np.ndarray,
-    y: np.ndarray,
-    *,
-    x_init: np.ndarray,
-    y_init: np.ndarray,
-    cfg: DistillConfig,
-    model_cfg: ModelConfig,
-    n_classes: int,
-    init_state: dict[str, torch.Tensor] | None,
-    seed: int,
-    progress: Progress | None = None,
+    task: LearnTask, cfg: DistillConfig, *, progress: Progress | None = None
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Distil ``(x, y)`` by trajectory matching, starting from ``(x_init, y_init)``.
+    """Distil ``task.x, task.y`` by trajectory matching, starting from ``task.x_init`` (labels ``task.y_init``).
 
     Args:
-        x: ``[n, 1, mels, frames]`` float32 real features.
-        y: ``[n]`` int64 labels.
-        x_init: starting synthetic features.
-        y_init: their labels (fixed).
+        task: real data, synthetic start, architecture of experts and student, and seed; every expert starts at
+            ``task.init_state`` (θ₀), or at a random initialisation when it is ``None``.
         cfg: the ``distill`` section (mtt_iterations, experts, syn_steps, batch_syn, lr_img, lr_student, lr_lr, ...).
-        model_cfg: architecture of experts and student.
-        n_classes: number of classes.
-        init_state: θ₀ (every expert starts there) or ``None`` (random-init experts).
-        seed: derives experts, start points and batch orders.
         progress: called with ``(update, updates)`` after each update (the experts are trained before the first).
 
     Returns:
         ``(x_syn, y_syn, meta)``; meta holds ``loss_history`` (one normalised loss per update, ``None`` where the
         update was skipped as non-finite), ``lr_student`` (the learned step size) and ``skipped_updates``.
     """
+    seed = task.seed
     experts = train_experts(
-        x, y, model_cfg=model_cfg, n_classes=n_classes, init_state=init_state, num_experts=cfg.num_experts,
-        epochs=cfg.expert_train_epochs, lr=cfg.expert_lr, batch_size=cfg.expert_batch, seed=seed,
-        momentum=cfg.expert_momentum,
+        task.x, task.y, model_cfg=task.model_cfg, n_classes=task.n_classes, init_state=task.init_state,
+        num_experts=cfg.num_experts, epochs=cfg.expert_train_epochs, lr=cfg.expert_lr, batch_size=cfg.expert_batch,
+        seed=seed, momentum=cfg.expert_momentum,
     )  # fmt: skip
-    student = build_model(no_dropout(model_cfg), n_classes=n_classes)
-    x_syn = torch.tensor(x_init, dtype=torch.float32, requires_grad=True)
-    y_syn = torch.from_numpy(np.ascontiguousarray(y_init))
+    student = build_model(no_dropout(task.model_cfg), n_classes=task.n_classes)
+    x_syn, opt_x = learnable_features(task.x_init, kind=cfg.img_optimizer, lr=cfg.lr_img)
+    y_syn = torch.from_numpy(np.ascontiguousarray(task.y_init))
     log_lr = torch.tensor(math.log(cfg.lr_student), requires_grad=True)
-    opt_x = image_optimizer([x_syn], kind=cfg.img_optimizer, lr=cfg.lr_img)
     opt_lr = torch.optim.Adam([log_lr], lr=cfg.lr_lr) if cfg.lr_lr > 0 else None
     picks = rng(seed, "mtt/picks")
     batches = _BatchCycler(len(x_syn), cfg.batch_syn, torch_generator(seed, "mtt/batches"))

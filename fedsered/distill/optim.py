@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+import numpy as np
 import torch
 
 
@@ -45,3 +46,9 @@ def image_optimizer(params: list[torch.Tensor], *, kind: str, lr: float) -> torc
     if kind == "sgd":
         return NormalisedSGD(params, lr=lr, momentum=0.5)
     raise ValueError(f"unknown image optimiser {kind!r}; expected 'adam' or 'sgd'")
+
+
+def learnable_features(x_init: np.ndarray, *, kind: str, lr: float) -> tuple[torch.Tensor, torch.optim.Optimizer]:
+    """The synthetic features as a float32 leaf tensor that requires grad (a copy of ``x_init``), and its optimiser."""
+    x_syn = torch.tensor(x_init, dtype=torch.float32, requires_grad=True)
+    return x_syn, image_optimizer([x_syn], kind=kind, lr=lr)
