@@ -284,11 +284,16 @@ def scan_crema_d(root: Path) -> Scan:
     Returns:
         The ``Scan``.
     """
-    root = _require_dir(root, "crema_d")
-    folder = root / "AudioWAV" if (root / "AudioWAV").is_dir() else root
-    scan = _collect(_wav_files(folder), _parse_crema_d)
+    return _scan_flat(root, corpus="crema_d", subfolder="AudioWAV", parse=_parse_crema_d)
+
+
+def _scan_flat(root: Path, *, corpus: str, subfolder: str, parse: Callable[[Path], Entry]) -> Scan:
+    """Scan ``root/<subfolder>/*.wav`` (or the wavs directly in ``root``), each file parsed by its name."""
+    root = _require_dir(root, corpus)
+    folder = root / subfolder if (root / subfolder).is_dir() else root
+    scan = _collect(_wav_files(folder), parse)
     if _is_empty(scan):
-        raise _no_files(root, "crema_d", lambda d: (d / "AudioWAV").is_dir())
+        raise _no_files(root, corpus, lambda d: (d / subfolder).is_dir())
     return scan
 
 
@@ -321,12 +326,7 @@ def scan_emodb(root: Path) -> Scan:
     Returns:
         The ``Scan``.
     """
-    root = _require_dir(root, "emodb")
-    folder = root / "wav" if (root / "wav").is_dir() else root
-    scan = _collect(_wav_files(folder), _parse_emodb)
-    if _is_empty(scan):
-        raise _no_files(root, "emodb", lambda d: (d / "wav").is_dir())
-    return scan
+    return _scan_flat(root, corpus="emodb", subfolder="wav", parse=_parse_emodb)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from fedsered.distill.networks import no_dropout
 from fedsered.distill.params import ParamLayout, flatten_state, layout_of
 from fedsered.models.build import build_model, random_init_state
 from fedsered.seeding import int_seed, torch_generator
+from fedsered.training.train import train_epoch
 
 
 @dataclass(frozen=True)
@@ -70,16 +71,9 @@ def train_expert(
     layout = layout_of(model)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     snaps = [flatten_state(dict(model.named_parameters()), layout)]
-    n, bs = len(x), min(batch_size, len(x))
     model.train()
     for _ in range(epochs):
-        order = torch.randperm(n, generator=generator)
-        for start in range(0, n, bs):
-            idx = order[start : start + bs]
-            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_epoch(model, opt, x, y, batch_size=batch_size, generator=generator)
         snaps.append(flatten_state(dict(model.named_parameters()), layout))
     return torch.stack(snaps)
 

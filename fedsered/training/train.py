@@ -23,6 +23,26 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
 
 
+def train_epoch(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    batch_size: int,
+    generator: torch.Generator,
+) -> None:
+    """One pass of shuffled mini-batch cross-entropy steps (the loop every trainer in fedsered shares)."""
+    n, bs = len(x), min(batch_size, len(x))
+    order = torch.randperm(n, generator=generator)
+    for start in range(0, n, bs):
+        idx = order[start : start + bs]
+        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
 def train_model(
     x: np.ndarray,
     y: np.ndarray,
@@ -59,16 +79,9 @@ def train_model(
         model = build_model(model_cfg, n_classes=n_classes, init_state=init_state)
         opt = _optimizer(model, train_cfg)
         xt, yt = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
-        n, bs = len(xt), min(train_cfg.batch_size, len(xt))
         model.train()
         for epoch in range(train_cfg.epochs):
-            order = torch.randperm(n, generator=gen)
-            for start in range(0, n, bs):
-                idx = order[start : start + bs]
-                loss = nn.functional.cross_entropy(model(xt[idx]), yt[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+            train_epoch(model, opt, xt, yt, batch_size=train_cfg.batch_size, generator=gen)
             if progress is not None:
                 progress(epoch + 1, train_cfg.epochs)
     model.eval()
