@@ -191,22 +191,121 @@ class DistillConfig(_Section):
         return self
 
 
+class PrivacyClientOverride(_Section):
+    """Per-client privacy settings; every key left out takes the ``privacy`` section's value."""
+
+    target_epsilon: float | None = Field(None, gt=0.0, description="epsilon of one release of this client")
+    delta: float | None = Field(None, gt=0.0, lt=1.0, description="this client's delta (must be < 1/n_local)")
+    max_grad_norm: float | None = Field(None, gt=0.0, description="this client's clipping bound C")
+    budget_epsilon: float | None = Field(None, gt=0.0, description="this client's total epsilon over all releases")
+
+
 class PrivacyConfig(_Section):
+    """Differential privacy of what a client shares (``fedsered/privacy``; Opacus accountants).
+
+    ``target_epsilon`` is the epsilon of one release (one distillation); the noise multiplier is calibrated to it by
+    the accountant from the mechanism's sample rate and steps. ``budget_epsilon`` caps the composition of all releases
+    in a client's ledger. ``delta`` defaults to ``min(1e-5, 1 / (10 n_local))``.
+    """
+
     enabled: bool = False
-    target_epsilon: float = Field(8.0, gt=0.0)
-    delta: float | None = Field(None, gt=0.0, lt=1.0, description="defaults to well below 1/n_local")
-    max_grad_norm: float = Field(1.0, gt=0.0)
+    target_epsilon: float = Field(8.0, gt=0.0, description="epsilon of one release (the noise is calibrated to it)")
+    delta: float | None = Field(None, gt=0.0, lt=1.0, description="defaults to min(1e-5, 1/(10 n_local))")
+    max_grad_norm: float = Field(1.0, gt=0.0, description="clipping bound C of per-sample gradients / embeddings")
     accountant: Literal["rdp", "prv"] = "rdp"
+    budget_epsilon: float | None = Field(
+        None, gt=0.0, description="total epsilon of a client over all its releases (default: target_epsilon)"
+    )
+    sample_rate: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="Poisson sampling rate of real examples per gm/dm step (default: distill.batch_real x "
+        "classes / n_local, capped at 1)",
+    )
+    clients: dict[str, PrivacyClientOverride] = Field(
+        default_factory=dict, description="per-client overrides keyed by client id"
+    )
+
+
+FederatedPipeline = Literal["synthetic", "raw_sharing", "random_subset", "fedavg", "dp_fedavg", "pooled"]
 
 
 class FederationConfig(_Section):
+    """Simulated IoT clients, the server's aggregation, the baselines and the Flower/Ray runtime.
+
+    Default client method: ``dm`` (distribution matching), not the distill section's default ``mtt``: dm costs a
+    few CPU seconds per client against ~40 s for mtt with cnn6, which is what keeps ``fedsered simulate`` on the
+    default config within minutes on 2 cores (numbers in RESULTS.md).
+    """
+
     num_clients: int = Field(8, ge=1, le=100000)
     partition: Literal["speaker", "iid", "dirichlet"] = "speaker"
     dirichlet_alpha: float = Field(0.5, gt=0.0, description="label-skew concentration for partition=dirichlet")
+    # -- the synthetic-sharing pipeline
+    method: Literal["random", "herding", "gm", "dm", "mtt"] = Field("dm", description="clients' distillation method")
+    ipc: int = Field(5, ge=1, le=10000, description="synthetic examples per class each client shares")
+    mode: Literal["one_shot", "multi_round"] = Field(
+        "one_shot", description="one round, or FedDM-style rounds: clients re-distil against the current global model"
+    )
+    rounds: int = Field(3, ge=1, le=1000, description="rounds of mode=multi_round")
+    rebalance: bool = Field(
+        True, description="server repeats examples of smaller classes of the union up to the largest class's count"
+    )
+    server_ipc: int | None = Field(
+        None, ge=1, le=100000, description="server-side re-distillation of the union to this size per class (off)"
+    )
+    max_payload_mb: float = Field(16.0, gt=0.0, le=4096.0, description="size cap of one client's reply")
+    # -- baselines (same partitions, seeds and evaluation)
+    baselines: tuple[FederatedPipeline, ...] = Field(
+        ("pooled", "raw_sharing", "random_subset", "fedavg"), description="pipelines compared with synthetic sharing"
+    )
+    fedavg_rounds: int = Field(10, ge=1, le=10000, description="rounds of fedavg / dp_fedavg")
+    fedavg_local_epochs: int = Field(1, ge=1, le=1000, description="local epochs per round of fedavg / dp_fedavg")
+    # -- robustness of a round
+    min_fraction: float = Field(
+        0.75, gt=0.0, le=1.0, description="a round proceeds when at least this fraction of the clients replied"
+    )
+    node_wait_s: float = Field(120.0, gt=0.0, description="how long the server waits for the expected nodes")
+    round_timeout_s: float = Field(900.0, gt=0.0, description="how long the server waits for the replies of a round")
+    # -- Ray (Flower's simulation engine)
+    cpus_per_client: float = Field(1.0, gt=0.0, le=256.0, description="Ray CPUs reserved per virtual client")
+    ray_num_cpus: int | None = Field(
+        2, ge=1, le=4096, description="CPUs Ray may use (init_args num_cpus); null = all; ignored with ray_address"
+    )
+    object_store_mb: int = Field(512, ge=64, le=1_000_000, description="Ray object-store cap")
+    ray_address: str | None = Field(
+        None, description="join an existing cluster (`ray start --head` prints it, e.g. 127.0.0.1:6379)"
+    )
 
 
 class AuditConfig(_Section):
-    shadows: int = Field(16, ge=2, le=4096)
+    """Membership-inference audit (``fedsered audit``; ``privacy_audits``).
+
+    The first ``clients`` partitions take part; each holds ``audited_per_client`` audited utterances that are IN a
+    random half of the ``shadows`` runs of every pipeline (the rest of its data is always IN). The other partitions'
+    speakers are the population the adversary knows (RMIA references, canary sources).
+    """
+
+    shadows: int = Field(16, ge=2, le=4096, description="runs per pipeline; each audited utterance is IN half of them")
+    pipelines: tuple[str, ...] = Field(
+        ("raw_sharing", "random_subset", "synthetic_dm", "fedavg"),
+        description="targets: raw_sharing, random_subset, pooled, fedavg, dp_fedavg, synthetic_<method>, "
+        "synthetic_<method>_dp_eps<E>",
+    )
+    clients: int = Field(4, ge=1, le=100000, description="participating clients (the first k partitions)")
+    audited_per_client: int = Field(16, ge=1, le=100000, description="audited utterances per participating client")
+    population: int = Field(200, ge=1, le=1_000_000, description="population utterances used as RMIA's z samples")
+    canaries: int = Field(8, ge=0, le=100000, description="canary utterances (IN half of the runs, like audited ones)")
+    canary_kind: Literal["mislabel", "ood"] = Field("mislabel", description="wrong label, or frequency-flipped audio")
+    canary_copies: int = Field(1, ge=1, le=10000, description="copies of a canary inserted when it is IN")
+    workers: int = Field(2, ge=0, le=4096, description="parallel Ray tasks (1 CPU each); 0 = sequential in-process")
+    fpr: tuple[float, ...] = Field((0.001, 0.01), description="false-positive rates at which TPR is reported")
+    alpha: float = Field(0.05, gt=0.0, lt=1.0, description="significance of the Clopper-Pearson epsilon lower bound")
+    delta: float = Field(1e-5, ge=0.0, lt=1.0, description="delta of the audited (epsilon, delta) guarantee")
+    lira_global_variance: bool = Field(True, description="one pooled variance per target (recommended for < 64 runs)")
+    rmia_gamma: float = Field(1.0, gt=0.0, description="RMIA likelihood-ratio threshold gamma")
+    rmia_offline_a: float = Field(0.3, ge=0.0, le=1.0, description="offline RMIA's a: P(x) = ((1+a)/2)P_OUT + (1-a)/2")
 
 
 class OutputConfig(_Section):

@@ -1,0 +1,189 @@
+"""fedsered.federation: the plain client/server functions and the direct path (no Flower, no Ray)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fedsered.config import Config, load_config
+from fedsered.data.dataset import Dataset, build_dataset
+from fedsered.distill.synthetic_set import SyntheticSet, make_meta
+from fedsered.errors import ConfigError, PayloadError
+from fedsered.federation import aggregate, check_quorum, decode_set, fedavg_average, payload_bytes, run_pipeline
+from fedsered.federation.aggregate import rebalance
+from fedsered.federation.payload import npy_bytes, state_bytes
+from fedsered.federation.records import ClientRecord, QuorumError, bytes_to_reach, required_replies
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = str(ROOT / "configs" / "default.yaml")
+
+
+def tiny_overrides(tmp: Path) -> list[str]:
+    """Four training speakers in two clients, one test speaker, 32 mels × 38 frames, a 4-channel IoT net."""
+    return [
+        "data.embedded.n_speakers=5", "data.embedded.utterances_per_emotion=2", "data.embedded.duration_s=[1.0, 1.2]",
+        "features.segment_s=1.2", "features.n_mels=32", f"features.cache_dir={tmp / 'cache'}",
+        "model.name=cnn_iot", "model.width=4", "train.epochs=2", "federation.num_clients=2", "federation.ipc=1",
+        "distill.dm_iterations=3", "distill.eval_epochs=3", "federation.fedavg_rounds=2",
+    ]  # fmt: skip
+
+
+_THREADS: list[int] = []
+
+
+def setup_module() -> None:
+    """Tiny problems run on one torch thread (threads only add overhead on a shared 2-core box)."""
+    _THREADS.append(torch.get_num_threads())
+    torch.set_num_threads(1)
+
+
+def teardown_module() -> None:
+    torch.set_num_threads(_THREADS.pop())
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, Dataset]:
+    cfg = load_config(DEFAULT, tiny_overrides(tmp_path_factory.mktemp("fed")))
+    return cfg, build_dataset(cfg)
+
+
+def _set(labels: list[int], *, cid: str, n_classes: int = 3, shape: tuple[int, ...] = (1, 4, 5)) -> SyntheticSet:
+    y = np.array(labels, dtype=np.int64)
+    x = (np.arange(len(y) * int(np.prod(shape)), dtype=np.float32).reshape(len(y), *shape) + 1000 * len(cid))
+    meta = make_meta(method="dm", ipc=1, n_classes=n_classes, features={}, init="theta0:0", client_id=cid)
+    return SyntheticSet(x=x, y=y, meta=meta)
+
+
+def test_aggregate_union_per_class_and_rebalance(tiny: tuple[Config, Dataset]) -> None:
+    cfg, _ = tiny
+    a, b = _set([0, 1, 1], cid="client-0"), _set([1, 0, 1, 1], cid="client-1")
+    plain = aggregate([a, b], cfg=cfg.model_copy(update={"federation": cfg.federation.model_copy(
+        update={"rebalance": False})}), n_classes=3, seed=0)  # fmt: skip
+    # grouped by class, clients in order within a class, every row kept exactly once
+    assert plain.y.tolist() == [0, 0, 1, 1, 1, 1, 1]
+    assert np.array_equal(plain.x[0], a.x[0]) and np.array_equal(plain.x[1], b.x[1])
+    assert np.array_equal(plain.x[2:4], a.x[1:3]) and np.array_equal(plain.x[4], b.x[0])
+    assert plain.meta["missing_classes"] == [2] and plain.meta["clients"] == ["client-0", "client-1"]
+    assert plain.meta["rebalanced_rows"] is None and plain.meta["privacy"] is None
+
+    bal = aggregate([a, b], cfg=cfg, n_classes=3, seed=0)
+    assert np.bincount(bal.y).tolist() == [5, 5]
+    assert bal.meta["rebalanced_rows"] == [3, 0]
+    # every original row is present, the added rows are copies of class-0 rows
+    rows = {r.tobytes() for r in bal.x}
+    assert {r.tobytes() for r in plain.x} == rows
+    again = aggregate([a, b], cfg=cfg, n_classes=3, seed=0)
+    assert np.array_equal(again.x, bal.x)
+
+
+def test_rebalance_whole_copies_then_a_seeded_draw() -> None:
+    x = np.arange(7, dtype=np.float32).reshape(7, 1, 1, 1)
+    y = np.array([0, 0, 0, 0, 0, 1, 1], dtype=np.int64)
+    xb, yb, added = rebalance(x, y, gen=np.random.default_rng(1))
+    assert added == [0, 3] and np.bincount(yb).tolist() == [5, 5]
+    ones = sorted(xb[yb == 1].ravel().tolist())
+    assert ones.count(5.0) >= 2 and ones.count(6.0) >= 2 and set(ones) == {5.0, 6.0}
+
+
+def _decode(s: SyntheticSet, *, cap: int = 10**6, meta_text: str | None = None) -> SyntheticSet:
+    from fedsered.federation.payload import meta_json
+
+    return decode_set(
+        {"x": s.x, "y": s.y}, meta_text if meta_text is not None else meta_json(s), to_numpy=np.asarray,
+        nbytes=npy_bytes, n_classes=3, expected_shape=(1, 4, 5), max_bytes=cap, source="client-7",
+    )  # fmt: skip
+
+
+def test_decode_set_rejects_each_defect_with_the_client_named() -> None:
+    good = _set([0, 1, 2], cid="client-7")
+    assert np.array_equal(_decode(good).x, good.x)
+    nan = SyntheticSet(x=good.x.copy(), y=good.y, meta=good.meta)
+    nan.x[1, 0, 2, 3] = np.nan
+    with pytest.raises(PayloadError, match=r"client-7: x holds 1 non-finite"):
+        _decode(nan)
+    with pytest.raises(PayloadError, match=r"client-7: examples have shape \[1, 4, 6\], expected \[1, 4, 5\]"):
+        _decode(_set([0], cid="client-7", shape=(1, 4, 6)))
+    with pytest.raises(PayloadError, match=r"labels outside \[0, 3\)"):
+        _decode(_set([0, 3], cid="client-7"))
+    with pytest.raises(PayloadError, match="x must be float32"):
+        _decode(SyntheticSet(x=good.x.astype(np.float64), y=good.y, meta=good.meta))
+    with pytest.raises(PayloadError, match="not valid JSON"):
+        _decode(good, meta_text="{oops")
+    with pytest.raises(PayloadError, match="metadata lacks required keys"):
+        _decode(good, meta_text='{"method": "dm"}')
+
+    def never(_: object) -> np.ndarray:
+        raise AssertionError("an oversized payload must be refused before it is decoded")
+
+    with pytest.raises(PayloadError, match=r"client-7: payload of \d+ bytes is above the cap of 100 bytes"):
+        decode_set({"x": good.x, "y": good.y}, "{}", to_numpy=never, nbytes=npy_bytes, n_classes=3,
+                   expected_shape=(1, 4, 5), max_bytes=100, source="client-7")  # fmt: skip
+    with pytest.raises(PayloadError, match=r"exactly the arrays \['x', 'y'\]"):
+        decode_set({"x": good.x}, "{}", to_numpy=np.asarray, nbytes=npy_bytes, n_classes=3, expected_shape=(1, 4, 5),
+                   max_bytes=10**6, source="client-7")  # fmt: skip
+
+
+def test_payload_bytes_are_what_flower_puts_on_the_wire() -> None:
+    from flwr.app import Array
+
+    s = _set([0, 1, 2, 2], cid="client-0")
+    from fedsered.federation.payload import meta_json
+
+    wire = len(Array(s.x).data) + len(Array(s.y).data) + len(meta_json(s).encode())
+    assert payload_bytes(s) == wire
+    state = {"w": np.ones((3, 2), np.float32), "b": np.zeros(2, np.float32)}
+    assert state_bytes(state) == sum(len(Array(v).data) for v in state.values())
+
+
+def test_quorum_and_fedavg_average_and_bytes_to_reach() -> None:
+    recs = [ClientRecord(id=f"client-{k}", status=s) for k, s in enumerate(["ok", "ok", "failed", "timeout"])]
+    assert required_replies(4, 0.5) == 2 and required_replies(8, 0.75) == 6 and required_replies(3, 0.01) == 1
+    check_quorum(recs, expected=4, min_fraction=0.5, round_=1)
+    with pytest.raises(QuorumError, match=r"round 2: only 2 of 4 clients.*client-2: failed"):
+        check_quorum(recs, expected=4, min_fraction=0.75, round_=2)
+    with pytest.raises(ValueError, match="status"):
+        ClientRecord(id="c", status="fine")
+    avg = fedavg_average([{"w": np.array([0.0, 2.0], np.float32)}, {"w": np.array([4.0, 2.0], np.float32)}], [1, 3])
+    assert avg["w"].dtype == np.float32 and avg["w"].tolist() == [3.0, 2.0]
+    assert bytes_to_reach([0.3, 0.5, 0.6], [10, 10, 10], 0.5) == 20
+    assert bytes_to_reach([0.3, 0.4], [10, 10], 0.5) is None
+
+
+def test_run_pipeline_direct_paths(tiny: tuple[Config, Dataset]) -> None:
+    cfg, data = tiny
+    syn = run_pipeline(cfg, data, pipeline="synthetic", seed=3)
+    assert 0.0 <= syn["global_uar"] <= 1.0
+    assert [c["id"] for c in syn["clients"]] == ["client-0", "client-1"]
+    assert all(c["status"] == "ok" and c["n_local"] == len(data.client(k)) for k, c in enumerate(syn["clients"]))
+    assert syn["bytes_up_total"] == sum(payload_bytes(s) for s in syn["sets"].values())
+    assert len(syn["shared"]) == 2 * data.n_classes  # ipc 1 per client, every class on both clients
+    again = run_pipeline(cfg, data, pipeline="synthetic", seed=3)
+    assert np.array_equal(again["shared"].x, syn["shared"].x) and again["global_uar"] == syn["global_uar"]
+    other = run_pipeline(cfg, data, pipeline="synthetic", seed=4)
+    assert not np.array_equal(other["shared"].x, syn["shared"].x)
+
+    one = run_pipeline(cfg, data, pipeline="raw_sharing", seed=3, clients=[1])
+    assert [c["id"] for c in one["clients"]] == ["client-1"]
+    assert np.array_equal(one["sets"]["client-1"].x, data.client(1).x)
+    assert one["bytes_up_total"] > npy_bytes(data.client(1).x)
+
+    fa = run_pipeline(cfg, data, pipeline="fedavg", seed=3)
+    theta_bytes = state_bytes({k: v.numpy() for k, v in fa["model"].state_dict().items()})
+    assert [r["round"] for r in fa["rounds"]] == [1, 2]
+    assert fa["bytes_up_total"] == 2 * 2 * theta_bytes
+    pooled = run_pipeline(cfg, data, pipeline="pooled", seed=3)
+    assert pooled["bytes_up_total"] == 0 and pooled["clients"] == []
+
+    fed = cfg.federation.model_copy(update={"mode": "multi_round", "rounds": 2})
+    multi = cfg.model_copy(update={"federation": fed})
+    mr = run_pipeline(multi, data, pipeline="synthetic", seed=3)
+    assert [c["round"] for c in mr["clients"]] == [1, 1, 2, 2]
+    assert mr["bytes_up_total"] == sum(r["bytes_up"] for r in mr["rounds"])
+    # round 1 equals the one-shot run; round 2 re-distils for the round-1 global model, so the sets move
+    assert mr["rounds"][0]["uar"] == syn["global_uar"]
+    assert not np.array_equal(mr["shared"].x, syn["shared"].x)
+    with pytest.raises(ConfigError, match="pipeline 'nope'"):
+        run_pipeline(cfg, data, pipeline="nope", seed=0)
