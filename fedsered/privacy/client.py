@@ -1,0 +1,116 @@
+"""A client's resolved privacy settings: the ``privacy`` section with that client's overrides and the default δ.
+
+``client_privacy(cfg.privacy, client_id=..., n_local=...)`` returns ``None`` when DP is off, else a frozen
+``ClientPrivacy``. δ defaults to ``min(1e-5, 1 / (10·n_local))``; a δ ≥ 1/n_local (which would allow releasing an
+example outright), a budget below the per-release ε, or an override for a client that does not exist are
+``ConfigError``s naming the key and the client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from fedsered.config import PrivacyConfig
+from fedsered.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ClientPrivacy:
+    """The DP settings one client distils under.
+
+    Attributes:
+        client_id: the client (``None``: the centralised training split).
+        target_epsilon: ε of one release; the noise is calibrated to it.
+        delta: δ of every release of the client.
+        max_grad_norm: clipping bound C.
+        accountant: ``"rdp"`` or ``"prv"``.
+        budget_epsilon: total ε over all the client's releases (the ledger's cap).
+        sample_rate: Poisson rate of real examples per gm/dm step, or ``None`` for the method's default.
+        n_local: examples the client holds (what δ was checked against).
+    """
+
+    client_id: str | None
+    target_epsilon: float
+    delta: float
+    max_grad_norm: float
+    accountant: str
+    budget_epsilon: float
+    sample_rate: float | None
+    n_local: int
+
+
+def default_delta(n_local: int) -> float:
+    """``min(1e-5, 1 / (10 n_local))``: well below 1/n_local."""
+    return min(1e-5, 1.0 / (10.0 * max(n_local, 1)))
+
+
+def client_privacy(cfg: PrivacyConfig, *, client_id: str | None, n_local: int) -> ClientPrivacy | None:
+    """Resolve ``cfg`` for one client.
+
+    Args:
+        cfg: the ``privacy`` section.
+        client_id: the client's id (looked up in ``cfg.clients``), or ``None`` for the centralised split.
+        n_local: the client's number of examples.
+
+    Returns:
+        ``None`` when ``cfg.enabled`` is false, else the client's settings.
+
+    Raises:
+        ConfigError: δ ≥ 1/n_local or a budget smaller than the per-release ε (the message names the key,
+            ``privacy.<key>`` or ``privacy.clients.<id>.<key>``, and the client).
+    """
+    if not cfg.enabled:
+        return None
+    over = cfg.clients.get(str(client_id)) if client_id is not None else None
+    who = f"client {client_id}" if client_id is not None else "the training split"
+
+    def key(name: str) -> str:
+        if over is not None and getattr(over, name) is not None:
+            return f"privacy.clients.{client_id}.{name}"
+        return f"privacy.{name}"
+
+    def pick(name: str) -> float | None:
+        value = getattr(over, name) if over is not None else None
+        return value if value is not None else getattr(cfg, name)
+
+    if n_local < 1:
+        raise ConfigError(f"{who}: no local examples to protect (n_local={n_local})")
+    target = float(pick("target_epsilon"))  # type: ignore[arg-type]
+    if not target > 0:
+        raise ConfigError(f"{key('target_epsilon')}: must be > 0 for {who}, got {target}")
+    delta_cfg = pick("delta")
+    delta = default_delta(n_local) if delta_cfg is None else float(delta_cfg)
+    if delta >= 1.0 / n_local:
+        raise ConfigError(
+            f"{key('delta')}: {delta:g} for {who} is not below 1/n_local = 1/{n_local} = {1.0 / n_local:.3g} "
+            "(a delta that large allows publishing an example outright); leave it unset for the default "
+            f"min(1e-5, 1/(10 n_local)) = {default_delta(n_local):.3g}"
+        )
+    budget_cfg = pick("budget_epsilon")
+    budget = target if budget_cfg is None else float(budget_cfg)
+    if budget < target:
+        raise ConfigError(
+            f"{key('budget_epsilon')}: {budget:g} for {who} is below the epsilon of one release "
+            f"({key('target_epsilon')} = {target:g}); no release could ever be made"
+        )
+    return ClientPrivacy(
+        client_id=client_id,
+        target_epsilon=target,
+        delta=delta,
+        max_grad_norm=float(pick("max_grad_norm")),  # type: ignore[arg-type]
+        accountant=cfg.accountant,
+        budget_epsilon=budget,
+        sample_rate=cfg.sample_rate,
+        n_local=int(n_local),
+    )
+
+
+def check_overrides(cfg: PrivacyConfig, *, client_ids: Iterable[str]) -> None:
+    """Raise ``ConfigError`` for a ``privacy.clients`` key that names no client of the run."""
+    known = {str(c) for c in client_ids}
+    for cid in cfg.clients:
+        if cid not in known:
+            raise ConfigError(
+                f"privacy.clients.{cid}: no client {cid!r} in this run; clients are {', '.join(sorted(known))}"
+            )
