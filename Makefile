@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/fedsered train $(CONFIG) --out $(OUT)
+	$(BIN)/fedsered simulate $(CONFIG) --out $(OUT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

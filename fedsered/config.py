@@ -244,7 +244,7 @@ class FederationConfig(_Section):
     dirichlet_alpha: float = Field(0.5, gt=0.0, description="label-skew concentration for partition=dirichlet")
     # -- the synthetic-sharing pipeline
     method: Literal["random", "herding", "gm", "dm", "mtt"] = Field("dm", description="clients' distillation method")
-    ipc: int = Field(5, ge=1, le=10000, description="synthetic examples per class each client shares")
+    ipc: int = Field(3, ge=1, le=10000, description="synthetic examples per class each client shares")
     mode: Literal["one_shot", "multi_round"] = Field(
         "one_shot", description="one round, or FedDM-style rounds: clients re-distil against the current global model"
     )

@@ -110,6 +110,33 @@ def _share_round(
     return sets, records
 
 
+def server_step(
+    sets: Sequence[SyntheticSet],
+    *,
+    cfg: Config,
+    data: Dataset,
+    theta0: dict[str, torch.Tensor],
+    state: dict[str, torch.Tensor],
+    seed: int,
+    round_: int,
+    pipeline: str,
+) -> tuple[SyntheticSet, torch.nn.Module, dict[str, Any]]:
+    """The server's work in a share round: aggregate the accepted sets, train the global model from ``state`` (θ₀
+    in round 1, the previous global model after), score it on the test speakers.
+
+    Returns:
+        The aggregated set, the global model and its metrics (``uar``, ``wa``, ``confusion``).
+    """
+    agg = aggregate(
+        sets, cfg=cfg, n_classes=data.n_classes, seed=server_seed(seed, "aggregate", round_), init_state=theta0
+    )
+    model = train_global(
+        agg, cfg=cfg, init_state=state, seed=server_seed(seed, "train", round_), n_classes=data.n_classes,
+        pipeline=pipeline,
+    )  # fmt: skip
+    return agg, model, score(model, data.test, n_classes=data.n_classes)
+
+
 def run_pipeline(
     cfg: Config,
     data: Dataset,
@@ -154,7 +181,7 @@ def run_pipeline(
             agg, cfg=cfg, init_state=theta0, seed=server_seed(seed, "train"), n_classes=n_classes, pipeline="pooled"
         )
         m = score(model, data.test, n_classes=n_classes)
-        return _result(pipeline, m, model=model, shared=None, sets={}, records=[], rounds=[{"round": 1, **m}])
+        return pipeline_result(pipeline, m, model=model, shared=None, sets={}, records=[], rounds=[{"round": 1, **m}])
     if pipeline == "dp_fedavg":
         raise ConfigError(
             "federation.baselines: dp_fedavg needs fedsered.privacy's DP-SGD trainer (train_dp_sgd), which this "
@@ -170,16 +197,13 @@ def run_pipeline(
     for r in range(1, total_rounds + 1):
         sets, recs = _share_round(kind, parts, cfg=cfg, data=data, state=state, seed=seed, round_=r)
         records += recs
-        agg = aggregate(sets, cfg=cfg, n_classes=n_classes, seed=server_seed(seed, "aggregate", r), init_state=theta0)
-        model = train_global(
-            agg, cfg=cfg, init_state=state, seed=server_seed(seed, "train", r), n_classes=n_classes, pipeline=pipeline
-        )
-        m = score(model, data.test, n_classes=n_classes)
+        agg, model, m = server_step(sets, cfg=cfg, data=data, theta0=theta0, state=state, seed=seed, round_=r,
+                                    pipeline=pipeline)  # fmt: skip
         rounds.append({"round": r, **m, "bytes_up": sum(x.bytes_up for x in recs)})
         state = {k: torch.from_numpy(v) for k, v in state_arrays(model).items()}
         if progress is not None:
             progress(pipeline, r, total_rounds)
-    return _result(
+    return pipeline_result(
         pipeline, m, model=model, shared=agg, sets={s.meta["client_id"]: s for s in sets}, records=records,
         rounds=rounds,
     )  # fmt: skip
@@ -219,10 +243,10 @@ def _run_fedavg(
         records += recs
         if progress is not None:
             progress("fedavg", r, total)
-    return _result("fedavg", m, model=model, shared=None, sets={}, records=records, rounds=rounds)
+    return pipeline_result("fedavg", m, model=model, shared=None, sets={}, records=records, rounds=rounds)
 
 
-def _result(
+def pipeline_result(
     pipeline: str,
     metrics: dict[str, Any],
     *,

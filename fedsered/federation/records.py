@@ -36,6 +36,8 @@ class ClientRecord:
         n_local: the client's number of private examples.
         error: why the reply was not used (``None`` when ``ok``).
         round: the round (1-based).
+        cpu_seconds: the client's CPU seconds for the reply (its process).
+        setup_seconds: seconds the client spent loading its data for this reply (0 when already loaded).
     """
 
     id: str
@@ -47,6 +49,8 @@ class ClientRecord:
     n_local: int | None = None
     error: str | None = None
     round: int = 1
+    cpu_seconds: float | None = None
+    setup_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

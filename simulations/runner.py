@@ -1,0 +1,155 @@
+"""Run the Flower App on Flower's simulation engine (Ray backend) from Python: what ``fedsered simulate`` calls.
+
+Flower 1.41's public Python entry point, ``flwr.simulation.run_simulation``, is deprecated in favour of ``flwr run``
+(which needs a SuperLink daemon) and cannot pass a run config to the ServerApp. Both call the engine function
+``flwr.simulation.run_simulation._run_simulation``; we call it directly, pinned to flwr 1.41.0 (pyproject), with a
+``Context`` carrying the run config. Ray settings come from the ``federation`` section: CPUs per virtual client,
+Ray's CPU count and object-store cap, or ``ray_address`` to join a cluster started with ``ray start --head``.
+Ray's temp dir goes under the run folder (or a short folder in the system temp dir when the run folder's path is too
+long for Ray's Unix sockets); telemetry and usage stats are off; Ray processes this run started are gone afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import psutil
+from flwr.app import Context, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.serverapp import ServerApp
+from flwr.simulation.run_simulation import _run_simulation
+from flwr.supercore.telemetry import EventType
+
+from fedsered.config import Config
+
+RAY_SOCKET_BUDGET = 40
+"""Longest Ray temp-dir path used as is: Ray appends ~70 characters of session and socket names, and a Unix
+socket path must stay under 108 bytes."""
+
+QUIET_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1", "RAY_USAGE_STATS_ENABLED": "0",
+             "RAY_DEDUP_LOGS": "0"}  # fmt: skip
+
+
+def backend_config(cfg: Config) -> dict[str, Any]:
+    """Flower's Ray backend settings from the ``federation`` section."""
+    fed = cfg.federation
+    init_args: dict[str, Any]
+    if fed.ray_address:
+        init_args = {"address": fed.ray_address}
+    else:
+        init_args = {"object_store_memory": fed.object_store_mb * 2**20}
+        if fed.ray_num_cpus is not None:
+            init_args["num_cpus"] = fed.ray_num_cpus
+    return {"client_resources": {"num_cpus": fed.cpus_per_client, "num_gpus": 0.0}, "init_args": init_args}
+
+
+@contextmanager
+def ray_environment(out: Path) -> Iterator[Path]:
+    """Telemetry off and ``RAY_TMPDIR`` under ``out`` (or a short temp folder, removed afterwards) while inside."""
+    wanted = (out / "ray").resolve()
+    short = None
+    if len(str(wanted)) > RAY_SOCKET_BUDGET:
+        short = Path(tempfile.mkdtemp(prefix="fsr-ray-"))
+    tmp = short or wanted
+    tmp.mkdir(parents=True, exist_ok=True)
+    saved = {k: os.environ.get(k) for k in [*QUIET_ENV, "RAY_TMPDIR"]}
+    os.environ.update({**QUIET_ENV, "RAY_TMPDIR": str(tmp)})
+    try:
+        yield tmp
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if short is not None:
+            shutil.rmtree(short, ignore_errors=True)
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def stop_leftovers(before: set[int], *, grace: float = 10.0) -> list[int]:
+    """Terminate (then kill) child processes of this process that did not exist in ``before``; returns their PIDs."""
+    me = psutil.Process()
+    new = [p for p in me.children(recursive=True) if p.pid not in before]
+    deadline = time.monotonic() + grace
+    while new and time.monotonic() < deadline:
+        new = [p for p in new if _alive(p)]
+        if new:
+            time.sleep(0.2)
+    for p in new:
+        with suppress(psutil.NoSuchProcess):
+            p.terminate()
+    _, alive = psutil.wait_procs(new, timeout=5)
+    for p in alive:
+        with suppress(psutil.NoSuchProcess):
+            p.kill()
+    return [p.pid for p in new]
+
+
+def simulate(
+    cfg: Config,
+    *,
+    config_path: Path,
+    out: Path,
+    client_app: ClientApp | None = None,
+    server_app: ServerApp | None = None,
+    num_supernodes: int | None = None,
+    verbose: bool = False,
+) -> dict[str, Any]:
+    """Run the ServerApp and ``num_supernodes`` virtual ClientApps (default ``federation.num_clients``) on Ray.
+
+    Args:
+        cfg: the run config (already written to ``config_path``, which the ServerApp reads).
+        config_path: the resolved config file.
+        out: the run folder (``results.json``, shared sets, Ray's temp dir).
+        client_app: the ClientApp (default ``simulations.client_app.app``; tests pass one with fault mods).
+        server_app: the ServerApp (default ``simulations.server_app.app``).
+        num_supernodes: virtual nodes to start (tests start fewer than expected).
+        verbose: Flower's debug logging.
+
+    Returns:
+        Runtime facts: ``wall_seconds``, ``ray_tmpdir``, ``leftover_pids`` (Ray processes that had to be stopped).
+    """
+    from simulations.client_app import app as default_client
+    from simulations.server_app import app as default_server
+
+    out.mkdir(parents=True, exist_ok=True)
+    context = Context(
+        run_id=0, node_id=0, node_config={}, state=RecordDict(),
+        run_config={"config-path": str(config_path), "out-dir": str(out)},
+    )  # fmt: skip
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    flwr_logger = logging.getLogger("flwr")
+    propagate = flwr_logger.propagate
+    flwr_logger.propagate = False  # Flower has its own console handler; the root logger would print it twice
+    start = time.perf_counter()
+    with ray_environment(out) as tmp:
+        try:
+            _run_simulation(
+                num_supernodes=num_supernodes or cfg.federation.num_clients,
+                exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
+                client_app=client_app or default_client,
+                server_app=server_app or default_server,
+                backend_name="ray",
+                backend_config=backend_config(cfg),
+                server_app_context=context,
+                verbose_logging=verbose,
+            )
+        finally:
+            flwr_logger.propagate = propagate
+            leftovers = stop_leftovers(before)
+    return {"wall_seconds": time.perf_counter() - start, "ray_tmpdir": str(tmp), "leftover_pids": leftovers}
