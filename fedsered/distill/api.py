@@ -5,6 +5,13 @@ features from a real (or noise) start (``gm``, ``dm``, ``mtt``). Small and missi
 fallbacks; the metadata records them (``ipc_effective``, ``missing_classes``, ``repeated_classes``) together with the
 method's ``loss_history`` and settings. The client's seed and exact per-class counts stay out of the metadata: the set
 is what gets shared.
+
+DP (``privacy``, a ``fedsered.privacy.ClientPrivacy``): gm, dm and mtt run their DP mechanism
+(``fedsered.privacy.plan``: σ calibrated by the Opacus accountant for the method's sample rate and steps); the
+synthetic set starts from data-independent Gaussian noise with ``ipc`` rows for every class (real starts, and
+which classes a client holds, would leak outside the accounting), and ``meta["privacy"]`` holds the release's
+privacy object. With a ``ledger`` the release is checked against the client's budget before any work (refused:
+``PrivacyBudgetError``, nothing produced) and recorded after.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import numpy as np
 import torch
 
 from fedsered.config import DistillConfig, ModelConfig
@@ -24,6 +32,10 @@ from fedsered.distill.mtt import distil_mtt
 from fedsered.distill.synthetic_set import SyntheticSet, make_meta, validate_set
 from fedsered.errors import ConfigError, DataError
 from fedsered.models.build import fixed_init_state
+from fedsered.privacy.accountant import privacy_object
+from fedsered.privacy.client import ClientPrivacy
+from fedsered.privacy.ledger import PrivacyLedger
+from fedsered.privacy.plan import DPSpec, plan_dp
 from fedsered.seeding import rng
 from fedsered.training.train import Progress
 
@@ -72,6 +84,8 @@ def distil(
     progress: Progress | None = None,
     features: dict[str, Any] | None = None,
     client_id: str | None = None,
+    privacy: ClientPrivacy | None = None,
+    ledger: PrivacyLedger | None = None,
 ) -> SyntheticSet:
     """Distil (or select) ``ipc`` examples per class from a client's features.
 
@@ -88,14 +102,18 @@ def distil(
         progress: called with ``(step, steps)`` by the learned methods.
         features: the feature settings to record in the metadata.
         client_id: the producing client, recorded in the metadata.
+        privacy: the client's DP settings (``fedsered.privacy.client_privacy``), or ``None`` for no DP.
+        ledger: the client's privacy ledger (DP only): checked before, recorded after the release.
 
     Returns:
         The validated set; ``meta`` holds the required keys plus ``ipc_effective``, ``missing_classes``,
         ``repeated_classes``, ``loss_history`` (learned methods), ``model``,
         and ``settings`` — no timings, so the set (arrays and metadata) is a pure function of inputs and seed.
+        Under DP ``privacy`` is ``privacy_object([release])`` plus ``max_grad_norm`` and ``target_epsilon``.
 
     Raises:
-        ConfigError: unknown method or ``ipc < 1``.
+        ConfigError: unknown method or ``ipc < 1``; a method without DP mechanism under ``privacy``.
+        PrivacyBudgetError: the target ε cannot be met, or the ledger refuses the release.
         DataError: the client holds no example, or labels outside ``[0, n_classes)``.
         PayloadError: the result is not a valid set (e.g. diverged to non-finite values).
     """
@@ -105,6 +123,11 @@ def distil(
         raise ConfigError(f"distill.ipc: must be >= 1, got {ipc}")
     if len(data) == 0:
         raise DataError(f"client {client_id or '(centralised)'}: no examples to distil")
+    if privacy is not None:
+        return _distil_dp(
+            data, method=method, ipc=ipc, cfg=cfg, model_cfg=model_cfg, n_classes=n_classes, init_state=init_state,
+            seed=seed, progress=progress, features=features, client_id=client_id, privacy=privacy, ledger=ledger,
+        )  # fmt: skip
     selection = method in SELECTION_METHODS
     plan = plan_classes(data.y, n_classes=n_classes, ipc=ipc, cap_at_available=selection)
     extra: dict[str, Any]
@@ -124,8 +147,30 @@ def distil(
         )
         x_syn, y_syn, extra = _LEARNED[method](task, cfg, progress=progress)
         extra["init_mode"] = cfg.init
+    return _finish(
+        x_syn, y_syn, {**plan.meta(), **extra}, data=data, method=method, ipc=ipc, cfg=cfg, model_cfg=model_cfg,
+        n_classes=n_classes, init_state=init_state, features=features, client_id=client_id, privacy=None,
+    )  # fmt: skip
+
+
+def _finish(
+    x_syn: np.ndarray,
+    y_syn: np.ndarray,
+    extra: dict[str, Any],
+    *,
+    data: FeatureSet,
+    method: str,
+    ipc: int,
+    cfg: DistillConfig,
+    model_cfg: ModelConfig,
+    n_classes: int,
+    init_state: dict[str, torch.Tensor] | None,
+    features: dict[str, Any] | None,
+    client_id: str | None,
+    privacy: dict[str, Any] | None,
+) -> SyntheticSet:
+    """Wrap the arrays with their metadata into a validated ``SyntheticSet``."""
     details: dict[str, Any] = {
-        **plan.meta(),
         **extra,
         "model": {"name": model_cfg.name, "width": model_cfg.width},
         "settings": cfg.model_dump(mode="json", exclude={"methods", "ipc"}),
@@ -137,6 +182,7 @@ def distil(
         features=features,
         init=init_id(init_state, model_cfg=model_cfg, n_classes=n_classes),
         client_id=client_id,
+        privacy=privacy,
         **details,
     )
     s = SyntheticSet(x=x_syn, y=y_syn, meta=meta)
@@ -144,4 +190,42 @@ def distil(
         s, n_classes=n_classes, expected_shape=tuple(data.x.shape[1:]), max_bytes=None,
         source=f"distil(method={method}, client={client_id})",
     )  # fmt: skip
+    return s
+
+
+def _distil_dp(
+    data: FeatureSet,
+    *,
+    method: str,
+    ipc: int,
+    cfg: DistillConfig,
+    model_cfg: ModelConfig,
+    n_classes: int,
+    init_state: dict[str, torch.Tensor] | None,
+    seed: int,
+    progress: Progress | None,
+    features: dict[str, Any] | None,
+    client_id: str | None,
+    privacy: ClientPrivacy,
+    ledger: PrivacyLedger | None,
+) -> SyntheticSet:
+    """``distil`` under DP (see the module docstring)."""
+    spec: DPSpec = plan_dp(method, cfg=cfg, privacy=privacy, n_local=len(data), n_classes=n_classes)
+    release = spec.release()
+    if ledger is not None:
+        ledger.check(release)
+    y0 = np.repeat(np.arange(n_classes, dtype=np.int64), ipc)
+    x0 = rng(seed, "distil/dp-init").standard_normal((len(y0), *data.x.shape[1:])).astype(np.float32)
+    task = LearnTask(data.x, data.y, x0, y0, model_cfg=model_cfg, n_classes=n_classes, init_state=init_state, seed=seed)
+    x_syn, y_syn, extra = _LEARNED[method](task, cfg, progress=progress, dp=spec)
+    extra["init_mode"] = "noise-dp"
+    obj = privacy_object([release], delta=privacy.delta, accountant=privacy.accountant)
+    obj.update({"max_grad_norm": spec.max_grad_norm, "target_epsilon": privacy.target_epsilon})
+    plan = {"ipc_effective": [ipc] * n_classes, "missing_classes": [], "repeated_classes": []}
+    s = _finish(
+        x_syn, y_syn, {**plan, **extra}, data=data, method=method, ipc=ipc, cfg=cfg, model_cfg=model_cfg,
+        n_classes=n_classes, init_state=init_state, features=features, client_id=client_id, privacy=obj,
+    )  # fmt: skip
+    if ledger is not None:
+        ledger.record(release)
     return s

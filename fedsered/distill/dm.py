@@ -6,6 +6,11 @@ before the classifier) matches the mean embedding of a real batch of the class: 
 No inner training loop and no second-order gradients — far cheaper per update than gm or mtt. The networks'
 weights are frozen; only the synthetic input receives gradients (plain autograd suffices here), applied by the
 synthetic-feature optimiser (``optim``).
+
+DP (``dp``): every update takes a Poisson sample of the real data at the spec's rate; each sampled example's
+embedding is clipped and, with a count coordinate, summed per class with Gaussian noise
+(``fedsered.privacy.embeddings``) — one sampled Gaussian mechanism step per update. The real class mean is the noisy
+sum over the running mean of the noisy counts, and the synthetic embeddings are clipped alike.
 """
 
 from __future__ import annotations
@@ -21,7 +26,10 @@ from fedsered.config import DistillConfig
 from fedsered.distill.init import LearnTask, class_index
 from fedsered.distill.networks import frozen_net, matching_loss, network_state
 from fedsered.distill.optim import learnable_features
-from fedsered.seeding import rng
+from fedsered.privacy.embeddings import embedding_bound, noisy_embedding_sums
+from fedsered.privacy.gaussian import clip_rows, poisson_sample
+from fedsered.privacy.plan import DPSpec
+from fedsered.seeding import rng, torch_generator
 from fedsered.training.train import Progress
 
 
@@ -67,8 +75,40 @@ def _dm_all_real(
         return dm_loss(model, x_real, y_real, x_syn, y_syn, batch_real=None, gen=np.random.default_rng(0))
 
 
+class _PrivateMeans:
+    """DP per-class real means, one sampled Gaussian mechanism step per call (see the module docstring)."""
+
+    def __init__(self, x: torch.Tensor, y: np.ndarray, *, n_classes: int, dp: DPSpec, seed: int) -> None:
+        self.x, self.y, self.n_classes, self.dp = x, torch.from_numpy(np.ascontiguousarray(y)), n_classes, dp
+        self.sample, self.noise = rng(seed, "dm/dp-sample"), torch_generator(seed, "dm/dp-noise")
+        self.count_sum, self.steps = torch.zeros(n_classes), 0
+
+    def step(self, model: nn.Module) -> torch.Tensor:
+        """``[n_classes, d]`` noisy real means under ``model``'s embedding."""
+        idx = torch.from_numpy(poisson_sample(len(self.x), sample_rate=self.dp.sample_rate, gen=self.sample))
+        with torch.no_grad():
+            emb = embed(model, self.x[idx])
+        sums, counts = noisy_embedding_sums(
+            emb, self.y[idx], n_classes=self.n_classes, max_norm=self.dp.max_grad_norm,
+            noise_multiplier=self.dp.noise_multiplier, generator=self.noise,
+        )  # fmt: skip
+        self.count_sum += counts
+        self.steps += 1
+        return sums / (self.count_sum / self.steps).clamp_min(1.0).unsqueeze(1)
+
+
+def dp_dm_loss(
+    model: nn.Module, mu_real: torch.Tensor, x_syn: torch.Tensor, y_syn: np.ndarray, *, max_norm: float
+) -> torch.Tensor:
+    """``Σ_c ‖μ̂_real,c − mean clip(embed(syn_c))‖²`` over the synthetic set's classes (DP: ``μ̂`` from
+    ``_PrivateMeans``)."""
+    emb = clip_rows(embed(model, x_syn), embedding_bound(max_norm))
+    terms = [((mu_real[int(c)] - emb[class_index(y_syn, int(c))].mean(dim=0)) ** 2).sum() for c in np.unique(y_syn)]
+    return torch.stack(terms).sum()
+
+
 def distil_dm(
-    task: LearnTask, cfg: DistillConfig, *, progress: Progress | None = None
+    task: LearnTask, cfg: DistillConfig, *, progress: Progress | None = None, dp: DPSpec | None = None
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Distil ``task.x, task.y`` by distribution matching, starting from ``task.x_init`` (labels ``task.y_init``).
 
@@ -76,20 +116,27 @@ def distil_dm(
         task: real data, synthetic start, networks' setting and seed (θ₀, when given, is the first network).
         cfg: the ``distill`` section (dm_iterations, batch_real, lr_img, img_optimizer).
         progress: called with ``(update, updates)``.
+        dp: DP DM under this calibrated mechanism (``steps`` must equal ``dm_iterations``), or ``None``.
 
     Returns:
         ``(x_syn, y_syn, meta)`` with ``loss_history`` (one loss per update).
     """
+    if dp is not None and dp.steps != cfg.dm_iterations:
+        raise ValueError(f"DP spec covers {dp.steps} steps, dm takes {cfg.dm_iterations}")
     xr = torch.from_numpy(np.ascontiguousarray(task.x))
     x_syn, opt_x = learnable_features(task.x_init, kind=cfg.img_optimizer, lr=cfg.lr_img)
     gen = rng(task.seed, "dm/real-batches")
+    private = _PrivateMeans(xr, task.y, n_classes=task.n_classes, dp=dp, seed=task.seed) if dp is not None else None
     history: list[float] = []
     for it in range(cfg.dm_iterations):
         state = network_state(
             "dm", it, model_cfg=task.model_cfg, n_classes=task.n_classes, init_state=task.init_state, seed=task.seed
         )
         model = frozen_net(state, model_cfg=task.model_cfg, n_classes=task.n_classes)
-        loss = dm_loss(model, xr, task.y, x_syn, task.y_init, batch_real=cfg.batch_real, gen=gen)
+        if private is not None and dp is not None:
+            loss = dp_dm_loss(model, private.step(model), x_syn, task.y_init, max_norm=dp.max_grad_norm)
+        else:
+            loss = dm_loss(model, xr, task.y, x_syn, task.y_init, batch_real=cfg.batch_real, gen=gen)
         opt_x.zero_grad(set_to_none=True)
         loss.backward()
         opt_x.step()

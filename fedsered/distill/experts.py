@@ -4,6 +4,11 @@ Fixed initialisation (the seed paper's setting): with ``init_state`` (θ₀) eve
 differ only in their data order; with ``init_state=None`` each expert starts from its own random initialisation.
 Experts run without dropout, like the student that follows them (the student's steps must be able to reproduce
 theirs).
+
+Under DP (``dp``, a calibrated ``fedsered.privacy.plan.DPSpec``) each expert trains with DP-SGD through Opacus
+(``fedsered.privacy.dpsgd.train_dp_sgd``: Poisson sampling, per-example clipping, Gaussian noise) for
+``epochs × ⌈n / batch_size⌉`` steps, one snapshot per ``⌈n / batch_size⌉`` steps; the spec's steps cover every step of
+every expert, and anything matched to the snapshots is post-processing.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from fedsered.config import ModelConfig
 from fedsered.distill.networks import no_dropout
 from fedsered.distill.params import ParamLayout, flatten_state, layout_of
 from fedsered.models.build import build_model, random_init_state
+from fedsered.privacy.dpsgd import train_dp_sgd
+from fedsered.privacy.plan import DPSpec, expert_batches
 from fedsered.seeding import int_seed, torch_generator
 from fedsered.training.train import train_epoch
 
@@ -91,6 +98,7 @@ def train_experts(
     batch_size: int,
     seed: int,
     momentum: float = 0.0,
+    dp: DPSpec | None = None,
 ) -> list[Trajectory]:
     """Expert trajectories on the client's real data.
 
@@ -106,6 +114,8 @@ def train_experts(
         batch_size: mini-batch size.
         seed: derives each expert's data order (and random initialisation) by role ``mtt/expert/<k>``.
         momentum: SGD momentum of the experts.
+        dp: train with DP-SGD under this calibrated mechanism (its ``steps`` must equal every expert step), or
+            ``None`` for plain SGD.
 
     Returns:
         ``num_experts`` trajectories.
@@ -118,6 +128,11 @@ def train_experts(
         if start is None:
             start = random_init_state(cfg, n_classes=n_classes, seed=int_seed(seed, f"mtt/expert/{k}/init"))
         model = build_model(cfg, n_classes=n_classes, init_state=start)
+        if dp is not None:
+            out.append(_dp_expert(model, xt, yt, dp=dp, num_experts=num_experts, epochs=epochs, lr=lr,
+                                  batch_size=batch_size, momentum=momentum, seed=int_seed(seed, f"mtt/dp-expert/{k}"),
+                                  init="theta0" if init_state is not None else "random"))  # fmt: skip
+            continue
         params = train_expert(
             xt, yt, model=model, epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum,
             generator=torch_generator(seed, f"mtt/expert/{k}/order"),
@@ -125,3 +140,33 @@ def train_experts(
         kind = "theta0" if init_state is not None else "random"
         out.append(Trajectory(params=params, layout=layout_of(model), init=kind))
     return out
+
+
+def _dp_expert(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    dp: DPSpec,
+    num_experts: int,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    momentum: float,
+    seed: int,
+    init: str,
+) -> Trajectory:
+    """One DP-SGD expert: ``epochs`` Opacus "epochs" of ``⌈n / batch_size⌉`` Poisson-sampled steps each."""
+    per_epoch = expert_batches(len(x), batch_size)
+    if dp.steps != num_experts * epochs * per_epoch:
+        raise ValueError(f"DP spec covers {dp.steps} steps, the experts take {num_experts * epochs * per_epoch}")
+    layout = layout_of(model)
+    snaps = [flatten_state(dict(model.named_parameters()), layout)]
+    release = train_dp_sgd(
+        model, x, y, noise_multiplier=dp.noise_multiplier, max_grad_norm=dp.max_grad_norm, batch_size=batch_size,
+        steps=epochs * per_epoch, lr=lr, momentum=momentum, seed=seed, mechanism=dp.mechanism, every=per_epoch,
+        on_every=lambda m: snaps.append(flatten_state(dict(m.named_parameters()), layout)),
+    )  # fmt: skip
+    if abs(release.sample_rate - dp.sample_rate) > 1e-12:
+        raise ValueError(f"Opacus sampled at q={release.sample_rate}, the DP spec assumed {dp.sample_rate}")
+    return Trajectory(params=torch.stack(snaps), layout=layout, init=init)

@@ -10,8 +10,13 @@ steps on the (detached) synthetic set so later matches happen along a training t
 Gradients come from ``torch.autograd.grad`` over ``torch.func.functional_call`` on a parameter dict; the synthetic
 gradient is taken with ``create_graph=True`` so it stays differentiable with respect to the synthetic input (Opacus'
 hooks cannot give that). Only batch-mean gradients are needed here, so plain autograd suffices and avoids
-``torch.func.grad``'s one-off start-up cost (seconds on the first call in a process); a DP variant (PSG) swaps
-``class_gradient`` on the real batch for a per-sample clipped and noised ``vmap(grad(...))``.
+``torch.func.grad``'s one-off start-up cost (seconds on the first call in a process).
+
+DP (PSG, ``dp``): every synthetic update takes a Poisson sample of the real data at the spec's rate and replaces the
+per-class real gradients by ``fedsered.privacy.psg.private_class_gradients`` — per-example ``vmap(grad(...))``
+gradients of the matched parameters, clipped to C, summed per class, plus N(0, (σC)²) — one sampled Gaussian
+mechanism step per update; the synthetic side, the networks and the inner steps on synthetic data are
+post-processing.
 """
 
 from __future__ import annotations
@@ -29,7 +34,10 @@ from fedsered.distill.init import LearnTask, class_index
 from fedsered.distill.networks import matching_loss, network_state, no_dropout
 from fedsered.distill.optim import learnable_features
 from fedsered.models.build import build_model
-from fedsered.seeding import rng
+from fedsered.privacy.gaussian import poisson_sample
+from fedsered.privacy.plan import DPSpec
+from fedsered.privacy.psg import private_class_gradients
+from fedsered.seeding import rng, torch_generator
 from fedsered.training.train import Progress
 
 Params = dict[str, torch.Tensor]
@@ -82,27 +90,32 @@ def gm_loss(
     *,
     batch_real: int | None,
     gen: np.random.Generator,
+    real_grads: dict[int, Params] | None = None,
 ) -> torch.Tensor:
     """Gradient-matching loss of one network (``model``'s architecture at the detached ``params``): the sum over
     classes present in both sets of ``gradient_distance`` between the class's real and synthetic gradients;
     differentiable in ``x_syn`` when it requires grad. Real batches hold ``batch_real`` examples of the class drawn
-    from ``gen`` (``None``: all of them); labels are tensors.
+    from ``gen`` (``None``: all of them); labels are tensors. ``real_grads`` (DP) gives every class's real gradient
+    instead (``x_real``, ``y_real`` are then unused).
     """
     yr, ys = y_real.numpy(), y_syn.numpy()
     terms = []
     for c in np.unique(ys):
         ir, is_ = class_index(yr, int(c)), class_index(ys, int(c))
-        if len(ir) == 0:
+        if real_grads is not None:
+            g_real = real_grads[int(c)]
+        elif len(ir) == 0:
             continue
-        ir = _sample(ir, batch_real or len(ir), gen)
-        g_real = class_gradient(model, params, x_real[ir], y_real[ir], create_graph=False)
+        else:
+            ir = _sample(ir, batch_real or len(ir), gen)
+            g_real = class_gradient(model, params, x_real[ir], y_real[ir], create_graph=False)
         g_syn = class_gradient(model, params, x_syn[is_], y_syn[is_], create_graph=x_syn.requires_grad)
         terms.append(gradient_distance(g_real, g_syn))
     return torch.stack(terms).sum() if terms else x_syn.sum() * 0.0
 
 
 def distil_gm(
-    task: LearnTask, cfg: DistillConfig, *, progress: Progress | None = None
+    task: LearnTask, cfg: DistillConfig, *, progress: Progress | None = None, dp: DPSpec | None = None
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Distil ``task.x, task.y`` by gradient matching, starting from ``task.x_init`` (labels ``task.y_init``).
 
@@ -111,6 +124,8 @@ def distil_gm(
             network).
         cfg: the ``distill`` section (gm_iterations, gm_outer_loop, gm_inner_steps, gm_lr_net, batch_real, lr_img).
         progress: called with ``(update, updates)``.
+        dp: PSG under this calibrated mechanism (``steps`` must equal ``gm_iterations × gm_outer_loop``), or
+            ``None``.
 
     Returns:
         ``(x_syn, y_syn, meta)`` with ``loss_history`` (one loss per synthetic update).
@@ -122,6 +137,9 @@ def distil_gm(
     gen = rng(task.seed, "gm/real-batches")
     history: list[float] = []
     total = cfg.gm_iterations * cfg.gm_outer_loop
+    if dp is not None and dp.steps != total:
+        raise ValueError(f"DP spec covers {dp.steps} steps, gm takes {total}")
+    dp_sample, dp_noise = rng(task.seed, "gm/dp-sample"), torch_generator(task.seed, "gm/dp-noise")
     for k in range(cfg.gm_iterations):
         state = network_state(
             "gm", k, model_cfg=net_cfg, n_classes=n_classes, init_state=task.init_state, seed=task.seed
@@ -130,7 +148,16 @@ def distil_gm(
         net_opt = torch.optim.SGD(model.parameters(), lr=cfg.gm_lr_net)
         for ol in range(cfg.gm_outer_loop):
             params = {n: p.detach() for n, p in model.named_parameters()}
-            loss = gm_loss(model, params, xr, yr, x_syn, y_syn, batch_real=cfg.batch_real, gen=gen)
+            real_grads = None
+            if dp is not None:
+                idx = torch.from_numpy(poisson_sample(len(xr), sample_rate=dp.sample_rate, gen=dp_sample))
+                real_grads = private_class_gradients(
+                    model, params, xr[idx], yr[idx], n_classes=n_classes, max_norm=dp.max_grad_norm,
+                    noise_multiplier=dp.noise_multiplier, generator=dp_noise,
+                )  # fmt: skip
+            loss = gm_loss(
+                model, params, xr, yr, x_syn, y_syn, batch_real=cfg.batch_real, gen=gen, real_grads=real_grads
+            )
             opt_x.zero_grad(set_to_none=True)
             loss.backward()
             opt_x.step()

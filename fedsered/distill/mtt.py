@@ -25,6 +25,7 @@ from fedsered.distill.networks import no_dropout
 from fedsered.distill.optim import learnable_features
 from fedsered.distill.params import ParamLayout, functional_forward
 from fedsered.models.build import build_model
+from fedsered.privacy.plan import DPSpec
 from fedsered.seeding import rng, torch_generator
 from fedsered.training.train import Progress
 
@@ -111,7 +112,7 @@ def _apply(
 
 
 def distil_mtt(
-    task: LearnTask, cfg: DistillConfig, *, progress: Progress | None = None
+    task: LearnTask, cfg: DistillConfig, *, progress: Progress | None = None, dp: DPSpec | None = None
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Distil ``task.x, task.y`` by trajectory matching, starting from ``task.x_init`` (labels ``task.y_init``).
 
@@ -120,6 +121,7 @@ def distil_mtt(
             ``task.init_state`` (θ₀), or at a random initialisation when it is ``None``.
         cfg: the ``distill`` section (mtt_iterations, experts, syn_steps, batch_syn, lr_img, lr_student, lr_lr, ...).
         progress: called with ``(update, updates)`` after each update (the experts are trained before the first).
+        dp: train the experts with DP-SGD under this calibrated mechanism (``fedsered.privacy``), or ``None``.
 
     Returns:
         ``(x_syn, y_syn, meta)``; meta holds ``loss_history`` (one normalised loss per update, ``None`` where the
@@ -129,7 +131,7 @@ def distil_mtt(
     experts = train_experts(
         task.x, task.y, model_cfg=task.model_cfg, n_classes=task.n_classes, init_state=task.init_state,
         num_experts=cfg.num_experts, epochs=cfg.expert_train_epochs, lr=cfg.expert_lr, batch_size=cfg.expert_batch,
-        seed=seed, momentum=cfg.expert_momentum,
+        seed=seed, momentum=cfg.expert_momentum, dp=dp,
     )  # fmt: skip
     student = build_model(no_dropout(task.model_cfg), n_classes=task.n_classes)
     x_syn, opt_x = learnable_features(task.x_init, kind=cfg.img_optimizer, lr=cfg.lr_img)

@@ -1,0 +1,110 @@
+"""DP-SGD training through Opacus' ``PrivacyEngine`` with Poisson sampling (DP trajectory experts, DP-FedAvg).
+
+``train_dp_sgd`` wraps the model, an SGD optimiser and a ``DataLoader`` with ``PrivacyEngine.make_private``
+(``poisson_sampling=True``: Opacus' ``DPDataLoader`` includes each example independently with probability
+q = 1 / ⌈n / batch_size⌉ per step), runs a given number of steps and returns the ``PrivacyRelease`` the accountant
+composes; the engine's own accountant history is checked to hold exactly that release. Data order and noise come
+from two seeded generators, so a run is a pure function of its seed.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from opacus import PrivacyEngine
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from fedsered.privacy.plan import expert_batches
+from fedsered.privacy.release import PrivacyRelease
+from fedsered.seeding import torch_generator
+
+
+def train_dp_sgd(
+    model: nn.Module,
+    x: np.ndarray | torch.Tensor,
+    y: np.ndarray | torch.Tensor,
+    *,
+    noise_multiplier: float,
+    max_grad_norm: float,
+    batch_size: int,
+    steps: int,
+    lr: float,
+    seed: int,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    accountant: str = "rdp",
+    mechanism: str = "dp_sgd",
+    every: int = 0,
+    on_every: Callable[[nn.Module], None] | None = None,
+) -> PrivacyRelease:
+    """Train ``model`` in place with DP-SGD for ``steps`` Poisson-sampled steps.
+
+    Args:
+        model: the network (GroupNorm, no BatchNorm); trained in place (its ``nn.ReLU`` modules are switched to
+            out-of-place, which Opacus' hooks need).
+        x: ``[n, ...]`` float32 inputs.
+        y: ``[n]`` int64 labels.
+        noise_multiplier: σ.
+        max_grad_norm: C (per-example clipping over all parameters).
+        batch_size: expected batch size; the sampling rate is ``1 / ⌈n / batch_size⌉``.
+        steps: optimiser steps.
+        lr: SGD step size.
+        seed: derives the sampling (role ``dp_sgd/sample``) and noise (``dp_sgd/noise``) streams.
+        momentum: SGD momentum.
+        weight_decay: SGD weight decay.
+        accountant: the engine's accountant (``"rdp"`` or ``"prv"``).
+        mechanism: name of the release.
+        every: call ``on_every(model)`` after every ``every`` steps (0: never).
+        on_every: the callback (gets the unwrapped model).
+
+    Returns:
+        The release ``(σ, q, steps)``.
+    """
+    for m in model.modules():  # Opacus' backward hooks forbid in-place ops on hooked outputs; same function
+        if isinstance(m, nn.ReLU):
+            m.inplace = False
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    yt = torch.as_tensor(y, dtype=torch.int64)
+    n = len(xt)
+    per_epoch = expert_batches(n, batch_size)
+    loader = DataLoader(
+        TensorDataset(xt, yt), batch_size=max(1, -(-n // per_epoch)), generator=torch_generator(seed, "dp_sgd/sample")
+    )
+    engine = PrivacyEngine(accountant=accountant)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "secure RNG turned off": seeded on purpose (a run is a function of its seed)
+        dp_model, dp_opt, dp_loader = engine.make_private(
+            module=model, optimizer=opt, data_loader=loader, noise_multiplier=noise_multiplier,
+            max_grad_norm=max_grad_norm, poisson_sampling=True, noise_generator=torch_generator(seed, "dp_sgd/noise"),
+        )  # fmt: skip
+    q = float(dp_loader.sample_rate)
+    dp_model.train()
+    done = 0
+    warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
+    while done < steps:
+        for xb, yb in dp_loader:
+            dp_opt.zero_grad(set_to_none=True)
+            if len(xb):
+                nn.functional.cross_entropy(dp_model(xb), yb).backward()
+            dp_opt.step()
+            done += 1
+            if every and on_every is not None and done % every == 0:
+                on_every(model)
+            if done == steps:
+                break
+    release = PrivacyRelease(mechanism=mechanism, noise_multiplier=float(noise_multiplier), sample_rate=q, steps=steps)
+    history = [(float(s), float(r), int(k)) for s, r, k in engine.accountant.history]
+    if history != [(release.noise_multiplier, q, steps)]:
+        raise RuntimeError(f"Opacus accounted {history}, fedsered releases {release}")
+    dp_model.remove_hooks()
+    for p in model.parameters():  # leave a plain module behind (no per-sample gradients hanging on it)
+        p.grad = None
+        for attr in ("grad_sample", "summed_grad", "_forward_counter"):
+            if hasattr(p, attr):
+                delattr(p, attr)
+    return release

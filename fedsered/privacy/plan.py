@@ -1,0 +1,95 @@
+"""What each distillation method's DP mechanism costs: its sample rate and steps, and the σ calibrated to the budget.
+
+- ``gm`` (PSG): every synthetic update takes one Poisson sample of the real data at rate q and releases noisy
+  per-class sums of clipped per-example gradients: ``gm_iterations × gm_outer_loop`` steps at q.
+- ``dm``: every update takes one Poisson sample at rate q and releases noisy per-class sums of clipped embeddings
+  (with a count coordinate): ``dm_iterations`` steps at q.
+- ``mtt``: the experts are trained with DP-SGD (Opacus, Poisson sampling at q = 1 / ⌈n / expert_batch⌉, Opacus'
+  own rate for that batch size); an "epoch" is ⌈n / expert_batch⌉ steps, and ε covers every step of every expert:
+  ``num_experts × expert_train_epochs × ⌈n / expert_batch⌉`` steps at q.
+
+q for gm and dm is ``privacy.sample_rate`` or, by default, the non-DP batch's share of the data,
+``min(1, batch_real × n_classes / n_local)``. Everything the methods do besides these releases (random networks,
+the noise start of the synthetic set, student unrolls, inner training on synthetic data) is data-independent or
+post-processing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from fedsered.config import DistillConfig
+from fedsered.errors import ConfigError
+from fedsered.privacy.accountant import calibrate_noise
+from fedsered.privacy.client import ClientPrivacy
+from fedsered.privacy.release import PrivacyRelease
+
+DP_METHODS: dict[str, str] = {"gm": "dp_gm_psg", "dm": "dp_dm", "mtt": "dp_sgd_experts"}
+"""Distillation methods with a DP mechanism, and the mechanism's name in releases."""
+
+
+@dataclass(frozen=True)
+class DPSpec:
+    """A calibrated DP mechanism, handed to the method that runs it.
+
+    Attributes:
+        mechanism: release name.
+        noise_multiplier: σ.
+        max_grad_norm: C.
+        sample_rate: q.
+        steps: noisy steps.
+    """
+
+    mechanism: str
+    noise_multiplier: float
+    max_grad_norm: float
+    sample_rate: float
+    steps: int
+
+    def release(self) -> PrivacyRelease:
+        """The release this mechanism makes when it runs to the end."""
+        return PrivacyRelease(
+            mechanism=self.mechanism, noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate,
+            steps=self.steps,
+        )  # fmt: skip
+
+
+def expert_batches(n_local: int, expert_batch: int) -> int:
+    """Steps per DP-SGD expert epoch: ``⌈n / expert_batch⌉`` (Opacus' ``DPDataLoader`` samples at its inverse)."""
+    return max(1, math.ceil(n_local / max(1, min(expert_batch, n_local))))
+
+
+def sample_rate_and_steps(
+    method: str, *, cfg: DistillConfig, privacy: ClientPrivacy, n_local: int, n_classes: int
+) -> tuple[float, int]:
+    """``(q, steps)`` of ``method``'s mechanism (see the module docstring)."""
+    if method not in DP_METHODS:
+        raise ConfigError(
+            f"distill.methods: {method!r} has no DP mechanism (it shares real examples or depends on them directly); "
+            f"with privacy.enabled use one of {', '.join(DP_METHODS)}"
+        )
+    if method == "mtt":
+        per_epoch = expert_batches(n_local, cfg.expert_batch)
+        return 1.0 / per_epoch, cfg.num_experts * cfg.expert_train_epochs * per_epoch
+    q = privacy.sample_rate or min(1.0, cfg.batch_real * n_classes / n_local)
+    steps = cfg.gm_iterations * cfg.gm_outer_loop if method == "gm" else cfg.dm_iterations
+    return float(q), int(steps)
+
+
+def plan_dp(method: str, *, cfg: DistillConfig, privacy: ClientPrivacy, n_local: int, n_classes: int) -> DPSpec:
+    """The calibrated mechanism of ``method`` for one release at ``privacy.target_epsilon``.
+
+    Raises:
+        ConfigError: ``method`` has no DP mechanism.
+        PrivacyBudgetError: the target ε cannot be met for these steps.
+    """
+    q, steps = sample_rate_and_steps(method, cfg=cfg, privacy=privacy, n_local=n_local, n_classes=n_classes)
+    sigma = calibrate_noise(
+        target_epsilon=privacy.target_epsilon, delta=privacy.delta, sample_rate=q, steps=steps,
+        accountant=privacy.accountant,
+    )  # fmt: skip
+    return DPSpec(
+        mechanism=DP_METHODS[method], noise_multiplier=sigma, max_grad_norm=privacy.max_grad_norm, sample_rate=q,
+        steps=steps,
+    )  # fmt: skip
