@@ -1,0 +1,134 @@
+"""Benchmark: how the Flower + Ray simulation scales with the number of simulated clients (8, 64, 256 by default).
+
+Each size runs ``fedsered simulate``'s engine (``simulations.runner.simulate``: Flower's simulation engine on Ray, 1
+CPU per virtual client, Ray capped at the machine's CPUs) on a LIGHT setting, so that it measures the framework and
+stays within minutes: the embedded corpus at 12 speakers × 60 utterances split iid over the clients (256 clients hold
+~2 utterances each — a speaker partition cannot give 256 clients), 32 mels × 38 frames, the ``cnn_iot`` net at width
+4, dm with 2 updates at IPC 1, global training 5 epochs, no baselines. Printed per size:
+
+- wall seconds of the whole simulation (Ray start to shutdown) and wall per client;
+- client compute: Σ over clients of the seconds inside the client's work (data load + distillation), divided by the
+  actors that run in parallel (the ideal wall time of the client work);
+- server compute: the server's data build plus aggregation, training and scoring;
+- Flower/Ray overhead = wall − client compute (parallel) − server compute, and its share of the wall time;
+- peak RSS of the process tree (this process, Ray's daemons, the actors; sampled every 0.2 s) and CPU seconds of
+  the tree.
+
+Run: ``.venv/bin/python benchmarks/scaling.py`` (``--clients 8 64`` for fewer sizes; ``--out DIR`` for the runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from fedsered.config import Config, load_config
+from simulations.runner import simulate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+LIGHT = [
+    "data.embedded.n_speakers=12", "data.embedded.utterances_per_emotion=12", "data.embedded.duration_s=[1.0, 1.2]",
+    "features.segment_s=1.2", "features.n_mels=32", "model.name=cnn_iot", "model.width=4",
+    "federation.partition=iid", "federation.method=dm", "federation.ipc=1", "distill.dm_iterations=2",
+    "distill.eval_epochs=5", "federation.baselines=[]", "federation.node_wait_s=300", "federation.round_timeout_s=1800",
+]  # fmt: skip
+
+
+class TreeSampler:
+    """Peak RSS (sum over the process tree) and the tree's CPU seconds, sampled in a background thread."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.interval, self.peak_rss, self.cpu = interval, 0, 0.0
+        self._stop = threading.Event()
+        self._seen: dict[int, float] = {}
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        total = 0
+        for p in [me, *me.children(recursive=True)]:
+            try:
+                total += p.memory_info().rss
+                t = p.cpu_times()
+                self._seen[p.pid] = t.user + t.system
+            except psutil.Error:
+                continue
+        self.peak_rss = max(self.peak_rss, total)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            time.sleep(self.interval)
+
+    def __enter__(self) -> TreeSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.cpu = sum(self._seen.values())
+
+
+def measure(n: int, *, out: Path, cfg_base: list[str]) -> dict[str, Any]:
+    cfg: Config = load_config(ROOT / "configs" / "default.yaml", [*cfg_base, f"federation.num_clients={n}"])
+    run = out / f"clients-{n}"
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.yaml").write_text(cfg.to_yaml())
+    with TreeSampler() as tree:
+        runtime = simulate(cfg, config_path=run / "config.yaml", out=run)
+    res = json.loads((run / "results.json").read_text())
+    wall = runtime["wall_seconds"]
+    ok = [c for c in res["clients"] if c["status"] == "ok"]
+    actors = min(n, int((cfg.federation.ray_num_cpus or os.cpu_count() or 1) // cfg.federation.cpus_per_client))
+    client_work = sum((c["seconds"] or 0.0) + (c["setup_seconds"] or 0.0) for c in ok)
+    server = res["phases"]["data_seconds"] + sum(r.get("server_seconds", 0.0) for r in res["rounds"])
+    overhead = wall - client_work / actors - server
+    return {
+        "clients": n, "ok": len(ok), "wall_s": wall, "wall_per_client_ms": 1000 * wall / n,
+        "client_work_s": client_work, "client_work_parallel_s": client_work / actors, "server_s": server,
+        "overhead_s": overhead, "overhead_share": overhead / wall, "peak_tree_rss_mb": tree.peak_rss / 2**20,
+        "tree_cpu_s": tree.cpu, "actors": actors, "global_uar": res["global_uar"],
+        "leftover_pids": runtime["leftover_pids"],
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--clients", type=int, nargs="+", default=[8, 64, 256])
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-scaling")
+    args = parser.parse_args()
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
+    base = [*LIGHT, f"features.cache_dir={args.out / 'cache'}"]
+    print(f"machine: {os.cpu_count()} CPUs, load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    rows = []
+    for n in args.clients:
+        row = measure(n, out=args.out, cfg_base=base)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print()
+    head = f"{'clients':>7} {'wall s':>7} {'ms/client':>9} {'client work s':>13} {'server s':>8} {'overhead s':>10} " \
+           f"{'share':>6} {'peak tree MB':>12} {'tree CPU s':>10}"  # fmt: skip
+    print(head)
+    for r in rows:
+        print(f"{r['clients']:>7} {r['wall_s']:>7.1f} {r['wall_per_client_ms']:>9.0f} {r['client_work_s']:>13.1f} "
+              f"{r['server_s']:>8.1f} {r['overhead_s']:>10.1f} {r['overhead_share']:>6.0%} "
+              f"{r['peak_tree_rss_mb']:>12.0f} {r['tree_cpu_s']:>10.1f}")  # fmt: skip
+    if len(rows) > 1:
+        a, b = rows[0], rows[-1]
+        print(f"\n{b['clients'] / a['clients']:.0f}x the clients: {b['wall_s'] / a['wall_s']:.2f}x the wall time, "
+              f"{b['client_work_s'] / max(a['client_work_s'], 1e-9):.2f}x the client work")  # fmt: skip
+    (args.out / "scaling.json").write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
