@@ -262,6 +262,9 @@ class FederationConfig(_Section):
     )
     fedavg_rounds: int = Field(10, ge=1, le=10000, description="rounds of fedavg / dp_fedavg")
     fedavg_local_epochs: int = Field(1, ge=1, le=1000, description="local epochs per round of fedavg / dp_fedavg")
+    dp_lr: float = Field(
+        0.05, gt=0.0, le=10.0, description="SGD step of dp_fedavg's local DP-SGD (target epsilon over all rounds)"
+    )
     # -- robustness of a round
     min_fraction: float = Field(
         0.75, gt=0.0, le=1.0, description="a round proceeds when at least this fraction of the clients replied"

@@ -7,7 +7,8 @@ Handlers, one per message type:
   (``ArrayRecord``), its metadata and a ``MetricRecord`` (n_local, seconds, CPU seconds, peak RSS, bytes; ε and δ
   under DP). Only the set leaves the node.
 - ``train`` (default action, what ``flwr.serverapp.strategy.FedAvg`` sends): local training from the received
-  weights for FedAvg, reply with the weights and ``num-examples``.
+  weights for FedAvg (local DP-SGD with Opacus for DP-FedAvg, recorded in the client's ledger), reply with the
+  weights, ``num-examples`` and, under DP, the round's release (σ, sample rate, steps, δ).
 
 The run configuration arrives in each instruction (the resolved YAML), so a node needs no file from the server; the
 data are built locally from it (``build_dataset``: the node's corpus and the run's partition) and kept per process.
@@ -26,7 +27,14 @@ from flwr.clientapp.typing import Mod
 from fedsered.config import Config, config_from_dict
 from fedsered.data.dataset import Dataset, build_dataset
 from fedsered.errors import DataError
-from fedsered.federation.client import client_id, client_seed, local_update, peak_rss_mb, share_client
+from fedsered.federation.client import (
+    client_id,
+    client_seed,
+    local_update,
+    local_update_dp,
+    peak_rss_mb,
+    share_client,
+)
 from fedsered.federation.payload import payload_bytes, state_bytes
 from simulations.wire import INSTRUCTION_KEY, METRICS_KEY, STATE_KEY, record_state, set_reply, state_record
 
@@ -107,13 +115,22 @@ def fedavg_train(msg: Message, context: Context) -> Message:
     k = partition_of(context, data)
     cid, part = client_id(k), data.client(k)
     start = time.perf_counter()
-    update = local_update(
-        record_state(msg.content.array_records[STATE_KEY]), part, cfg=cfg, n_classes=data.n_classes,
-        seed=client_seed(instruction_int(instr, "seed"), cid, instruction_int(instr, "server-round")),
-    )  # fmt: skip
+    state = record_state(msg.content.array_records[STATE_KEY])
+    seed = client_seed(instruction_int(instr, "seed"), cid, instruction_int(instr, "server-round"))
+    dp: dict[str, MetricRecordValues] = {}
+    if instr.get("dp", 0):
+        ledger_dir = str(instr.get("ledger-dir", "") or "")
+        update, release, delta = local_update_dp(
+            state, part, cfg=cfg, client_id=cid, seed=seed, n_classes=data.n_classes,
+            ledger_path=Path(ledger_dir) / cid / "dp_fedavg_ledger.json" if ledger_dir else None,
+        )  # fmt: skip
+        dp = {"noise-multiplier": release.noise_multiplier, "sample-rate": release.sample_rate,
+              "steps": release.steps, "delta": delta}  # fmt: skip
+    else:
+        update = local_update(state, part, cfg=cfg, seed=seed, n_classes=data.n_classes)
     values: dict[str, MetricRecordValues] = {
         "num-examples": len(part), "partition-id": k, "seconds": time.perf_counter() - start,
-        "peak-rss-mb": peak_rss_mb(), "bytes": state_bytes(update),
+        "peak-rss-mb": peak_rss_mb(), "bytes": state_bytes(update), **dp,
     }  # fmt: skip
     metrics = MetricRecord(values)
     return Message(RecordDict({STATE_KEY: state_record(update), METRICS_KEY: metrics}), reply_to=msg)

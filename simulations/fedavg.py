@@ -19,8 +19,10 @@ from flwr.serverapp.strategy import FedAvg
 
 from fedsered.config import Config
 from fedsered.errors import PayloadError
-from fedsered.federation.client import client_id
+from fedsered.federation.client import client_id, compose_privacy
 from fedsered.federation.records import ClientRecord, check_quorum, required_replies
+from fedsered.privacy.accountant import privacy_object
+from fedsered.privacy.release import PrivacyRelease
 from simulations.rounds import Federation, error_summary
 from simulations.wire import METRICS_KEY, STATE_KEY, record_arrays, reply_metrics
 
@@ -48,16 +50,33 @@ def check_update(reply: Message, reference: dict[str, tuple[tuple[int, ...], np.
     return sum(len(a.data) for a in record.values())
 
 
+def release_privacy(metrics: dict[str, Any], *, accountant: str) -> dict[str, Any]:
+    """The privacy object of one DP-FedAvg round from a client's metrics (σ, sample rate, steps, δ).
+
+    Raises:
+        PayloadError: a metric is missing.
+    """
+    try:
+        release = PrivacyRelease(mechanism="dp_fedavg", noise_multiplier=float(metrics["noise-multiplier"]),
+                                 sample_rate=float(metrics["sample-rate"]), steps=int(metrics["steps"]))  # fmt: skip
+        return privacy_object([release], delta=float(metrics["delta"]), accountant=accountant)
+    except KeyError as exc:
+        raise PayloadError(f"DP-FedAvg reply lacks the metric {exc}") from None
+
+
 class RecordingFedAvg(FedAvg):
     """``FedAvg`` that validates and records every reply before aggregating the accepted ones."""
 
-    def __init__(self, *, cfg: Config, federation: Federation, reference: ArrayRecord) -> None:
+    def __init__(self, *, cfg: Config, federation: Federation, reference: ArrayRecord, dp: bool = False) -> None:
         need = required_replies(federation.expected, cfg.federation.min_fraction)
         super().__init__(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=need, min_evaluate_nodes=0,
                          min_available_nodes=need)  # fmt: skip
         self.cfg, self.federation = cfg, federation
         self.reference = {k: (tuple(a.shape), np.dtype(a.dtype)) for k, a in reference.items()}
         self.records: list[ClientRecord] = []
+        self.dp = dp
+        self.accountant = cfg.privacy.accountant
+        self.spent: dict[str, dict[str, Any] | None] = {}
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
@@ -79,9 +98,11 @@ class RecordingFedAvg(FedAvg):
                 records.append(ClientRecord(id=cid, status="rejected", round=server_round, error=str(exc)))
                 continue
             accepted.append(reply)
+            if self.dp:
+                self.spent[cid] = compose_privacy(self.spent.get(cid), release_privacy(m, accountant=self.accountant))
             records.append(ClientRecord(
                 id=cid, status="ok", bytes_up=nbytes, seconds=m.get("seconds"), peak_rss_mb=m.get("peak-rss-mb"),
-                n_local=int(m["num-examples"]), round=server_round, privacy=None,
+                n_local=int(m["num-examples"]), round=server_round, privacy=self.spent.get(cid),
             ))  # fmt: skip
         records += self.federation.absent(server_round)
         check_quorum(records, expected=self.federation.expected, min_fraction=self.cfg.federation.min_fraction,
@@ -98,13 +119,15 @@ def run_fedavg(
     initial: ArrayRecord,
     instruction: ConfigRecord,
     evaluate: Callable[[dict[str, np.ndarray]], dict[str, Any]],
+    dp: bool = False,
 ) -> tuple[dict[str, np.ndarray], list[ClientRecord], list[dict[str, Any]]]:
-    """Run ``federation.fedavg_rounds`` rounds of FedAvg from ``initial`` (θ₀).
+    """Run ``federation.fedavg_rounds`` rounds of FedAvg (DP-FedAvg with ``dp``: clients run local DP-SGD and each
+    client's ε is composed over the rounds) from ``initial`` (θ₀).
 
     Returns:
         The final global weights, the per-client records of every round, and per round ``uar``/``wa``/``bytes_up``.
     """
-    strategy = RecordingFedAvg(cfg=cfg, federation=federation, reference=initial)
+    strategy = RecordingFedAvg(cfg=cfg, federation=federation, reference=initial, dp=dp)
     curve: dict[int, dict[str, Any]] = {}
     final: dict[str, dict[str, np.ndarray]] = {}
 

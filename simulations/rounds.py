@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from flwr.app import ConfigRecord, Message, RecordDict
@@ -20,7 +21,7 @@ from flwr.serverapp import Grid
 from fedsered.config import Config
 from fedsered.distill.synthetic_set import SyntheticSet
 from fedsered.errors import PayloadError
-from fedsered.federation.client import client_id
+from fedsered.federation.client import client_id, compose_privacy
 from fedsered.federation.pipeline import max_payload_bytes
 from fedsered.federation.records import ClientRecord, QuorumError, check_quorum, required_replies
 from simulations.wire import INSTRUCTION_KEY, STATE_KEY, reply_metrics, reply_set, state_record
@@ -112,6 +113,7 @@ def share_round(
     n_classes: int,
     input_shape: tuple[int, ...],
     ledger_dir: str = "",
+    spent: dict[str, dict[str, Any] | None] | None = None,
 ) -> tuple[list[SyntheticSet], list[ClientRecord]]:
     """One share round: broadcast ``state`` and the instruction, collect, validate, record, check the quorum.
 
@@ -130,7 +132,7 @@ def share_round(
     msgs = [Message(content, dst_node_id=n, message_type="train.share") for n in federation.nodes]
     replies = {r.metadata.src_node_id: r for r in grid.send_and_receive(msgs, timeout=cfg.federation.round_timeout_s)}
     sets, records = collect(replies.items(), federation, cfg=cfg, round_=round_, n_classes=n_classes,
-                            input_shape=input_shape)  # fmt: skip
+                            input_shape=input_shape, spent={} if spent is None else spent)  # fmt: skip
     records += federation.absent(round_)
     records.sort(key=lambda r: int(r.id.rsplit("-", 1)[1]))
     check_quorum(records, expected=federation.expected, min_fraction=cfg.federation.min_fraction, round_=round_)
@@ -145,8 +147,12 @@ def collect(
     round_: int,
     n_classes: int,
     input_shape: tuple[int, ...],
+    spent: dict[str, dict[str, Any] | None],
 ) -> tuple[list[SyntheticSet], list[ClientRecord]]:
-    """Validate the replies of a share round (absent and late nodes included); never raises on a client's fault."""
+    """Validate the replies of a share round (absent and late nodes included); never raises on a client's fault.
+
+    ``spent`` maps client id → its privacy object over earlier rounds; accepted DP sets are composed into it.
+    """
     got = dict(replies)
     sets: list[SyntheticSet] = []
     records: list[ClientRecord] = []
@@ -174,9 +180,10 @@ def collect(
             records.append(rejected)
             continue
         sets.append(s)
+        spent[cid] = compose_privacy(spent.get(cid), s.meta.get("privacy"))
         accepted = ClientRecord(
             id=cid, status="ok", bytes_up=nbytes, seconds=metrics.get("seconds"),
-            peak_rss_mb=metrics.get("peak-rss-mb"), privacy=s.meta.get("privacy"),
+            peak_rss_mb=metrics.get("peak-rss-mb"), privacy=spent[cid],
             n_local=int(metrics["n-local"]) if "n-local" in metrics else None, round=round_,
             cpu_seconds=metrics.get("cpu-seconds"), setup_seconds=metrics.get("setup-seconds"),
         )  # fmt: skip

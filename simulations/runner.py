@@ -128,6 +128,7 @@ def simulate(
     from simulations.server_app import app as default_server
 
     out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / "clients", ignore_errors=True)  # a run is a fresh federation: its clients' ledgers start empty
     context = Context(
         run_id=0, node_id=0, node_config={}, state=RecordDict(),
         run_config={"config-path": str(config_path), "out-dir": str(out)},

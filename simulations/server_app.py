@@ -52,10 +52,11 @@ def share_pipeline(
     records: list[ClientRecord] = []
     rounds: list[dict[str, Any]] = []
     cfg_yaml = cfg.to_yaml()
+    spent: dict[str, dict[str, Any] | None] = {}
     for r in range(1, rounds_of(cfg, kind) + 1):
         sets, recs = share_round(
             grid, federation, cfg=cfg, cfg_yaml=cfg_yaml, kind=kind, state=state, seed=cfg.seed, round_=r,
-            n_classes=data.n_classes, input_shape=data.input_shape, ledger_dir=str(out / "clients"),
+            n_classes=data.n_classes, input_shape=data.input_shape, ledger_dir=str(out / "clients"), spent=spent,
         )  # fmt: skip
         records += recs
         t = time.perf_counter()
@@ -70,8 +71,10 @@ def share_pipeline(
     )  # fmt: skip
 
 
-def fedavg_pipeline(grid: Grid, federation: Federation, *, cfg: Config, data: Dataset) -> dict[str, Any]:
-    """FedAvg on raw data through Flower's strategy, scored after every round."""
+def fedavg_pipeline(
+    grid: Grid, federation: Federation, *, cfg: Config, data: Dataset, out: Path, dp: bool = False
+) -> dict[str, Any]:
+    """FedAvg (or DP-FedAvg) on raw data through Flower's strategy, scored after every round."""
     theta0 = fixed_init_state(cfg.model, n_classes=data.n_classes)
 
     def evaluate(weights: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -79,11 +82,13 @@ def fedavg_pipeline(grid: Grid, federation: Federation, *, cfg: Config, data: Da
 
     weights, records, rounds = run_fedavg(
         grid, federation, cfg=cfg, initial=state_record(theta0),
-        instruction=instruction(cfg.to_yaml(), seed=cfg.seed), evaluate=evaluate,
+        instruction=instruction(cfg.to_yaml(), seed=cfg.seed, dp=int(dp), **{"ledger-dir": str(out / "clients")}),
+        evaluate=evaluate, dp=dp,
     )  # fmt: skip
     model = model_from_arrays(weights, cfg=cfg, n_classes=data.n_classes)
     last = rounds[-1]
-    return pipeline_result("fedavg", last, model=model, shared=None, sets={}, records=records, rounds=rounds)
+    name = "dp_fedavg" if dp else "fedavg"
+    return pipeline_result(name, last, model=model, shared=None, sets={}, records=records, rounds=rounds)
 
 
 def comparison(result: dict[str, Any], baselines: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -123,9 +128,9 @@ def serve(grid: Grid, cfg: Config, *, out: Path) -> dict[str, Any]:
         t = time.perf_counter()
         if name in ("raw_sharing", "random_subset"):
             res = share_pipeline(grid, federation, cfg=cfg, data=data, kind=name, out=out)
-        elif name == "fedavg":
-            res = fedavg_pipeline(grid, federation, cfg=cfg, data=data)
-        else:  # pooled (central, no client); dp_fedavg raises a ConfigError until DP-SGD exists
+        elif name in ("fedavg", "dp_fedavg"):
+            res = fedavg_pipeline(grid, federation, cfg=cfg, data=data, out=out, dp=name == "dp_fedavg")
+        else:  # pooled: central training on the union of the clients' data, no client involved
             res = run_pipeline(cfg, data, pipeline=name, seed=cfg.seed)
         baselines[name] = {**json_view(res), "seconds": time.perf_counter() - t}
         if res.get("shared") is not None:

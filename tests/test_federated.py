@@ -187,3 +187,24 @@ def test_run_pipeline_direct_paths(tiny: tuple[Config, Dataset]) -> None:
     assert not np.array_equal(mr["shared"].x, syn["shared"].x)
     with pytest.raises(ConfigError, match="pipeline 'nope'"):
         run_pipeline(cfg, data, pipeline="nope", seed=0)
+
+
+def test_dp_pipelines_account_every_release(tiny: tuple[Config, Dataset], tmp_path: Path) -> None:
+    cfg, data = tiny
+    dp = load_config(DEFAULT, [*tiny_overrides(tmp_path), "privacy.enabled=true", "privacy.target_epsilon=4",
+                               "federation.mode=multi_round", "federation.rounds=2"])  # fmt: skip
+    syn = run_pipeline(dp, build_dataset(dp), pipeline="synthetic", seed=3)
+    last = [c for c in syn["clients"] if c["round"] == 2]
+    for c in last:  # two releases composed: more than one release's 4, at most two releases' 8 (composition)
+        assert len(c["privacy"]["releases"]) == 2 and 4.0 < c["privacy"]["epsilon"] <= 8.0 + 1e-6
+    assert all(s.meta["privacy"]["epsilon"] <= 4.0 + 1e-6 for s in syn["sets"].values())
+
+    fa = run_pipeline(dp, data, pipeline="dp_fedavg", seed=3)
+    final = [c for c in fa["clients"] if c["round"] == dp.federation.fedavg_rounds]
+    for c in final:  # the noise was calibrated so that all rounds together spend the target
+        assert len(c["privacy"]["releases"]) == dp.federation.fedavg_rounds
+        assert c["privacy"]["epsilon"] == pytest.approx(4.0, rel=0.05)
+    plain = run_pipeline(cfg, data, pipeline="fedavg", seed=3)
+    assert fa["bytes_up_total"] == plain["bytes_up_total"]
+    noisy, clean = fa["model"].state_dict(), plain["model"].state_dict()
+    assert any(not torch.equal(noisy[k], clean[k]) for k in clean)

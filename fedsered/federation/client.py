@@ -19,6 +19,13 @@ from fedsered.data.types import FeatureSet
 from fedsered.distill import distil
 from fedsered.distill.synthetic_set import SyntheticSet, make_meta
 from fedsered.errors import ConfigError, DataError
+from fedsered.models import build_model
+from fedsered.privacy.accountant import calibrate_noise, privacy_object, releases_of
+from fedsered.privacy.client import client_privacy
+from fedsered.privacy.dpsgd import train_dp_sgd
+from fedsered.privacy.ledger import PrivacyLedger
+from fedsered.privacy.plan import expert_batches
+from fedsered.privacy.release import PrivacyRelease
 from fedsered.seeding import int_seed
 from fedsered.training.train import train_model
 
@@ -67,7 +74,8 @@ def distil_client(
         init_state: the state every client distils for (θ₀, or the current global model).
         seed: this client's seed (``client_seed``).
         n_classes: number of classes of the task.
-        ledger_path: the client's privacy ledger (used when DP is enabled).
+        ledger_path: the client's privacy ledger file (DP only): the release is checked against the client's budget
+            before the work and recorded after it; ``None`` keeps no ledger.
         method: overrides ``federation.method`` (e.g. ``"random"`` for the random-subset baseline).
         ipc: overrides ``federation.ipc``.
 
@@ -75,15 +83,14 @@ def distil_client(
         The validated set (``meta["privacy"]`` is ``None`` unless a DP release covers it).
 
     Raises:
-        ConfigError: DP requested while this build has no DP mechanism.
+        ConfigError: bad privacy settings for this client, or a method without DP mechanism under DP.
+        PrivacyBudgetError: the client's ledger refuses the release (its budget would be exceeded).
     """
-    if cfg.privacy.enabled:
-        # The DP mechanisms belong to fedsered.privacy (issue 4); no second implementation lives here.
-        raise ConfigError(
-            "privacy.enabled: DP synthetic sharing needs fedsered.privacy's client_privacy/PrivacyLedger, "
-            "which this build does not provide yet; set privacy.enabled=false"
-        )
-    del ledger_path
+    cp = client_privacy(cfg.privacy, client_id=client_id, n_local=len(data))
+    ledger = None
+    if cp is not None and ledger_path is not None:
+        ledger = PrivacyLedger(ledger_path, budget_epsilon=cp.budget_epsilon, delta=cp.delta, accountant=cp.accountant,
+                               client_id=client_id)  # fmt: skip
     return distil(
         data,
         method=method or cfg.federation.method,
@@ -95,6 +102,8 @@ def distil_client(
         seed=seed,
         features=_features(cfg),
         client_id=client_id,
+        privacy=cp,
+        ledger=ledger,
     )
 
 
@@ -149,3 +158,54 @@ def local_update(
         data.x, data.y, model_cfg=cfg.model, train_cfg=train_cfg, n_classes=n_classes, init_state=state, seed=seed
     )
     return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+
+
+def local_update_dp(
+    state: dict[str, torch.Tensor],
+    data: FeatureSet,
+    *,
+    cfg: Config,
+    client_id: str,
+    seed: int,
+    n_classes: int,
+    ledger_path: str | Path | None = None,
+) -> tuple[dict[str, np.ndarray], PrivacyRelease, float]:
+    """DP-FedAvg's client step: local DP-SGD (Opacus ``PrivacyEngine``, Poisson sampling) from ``state``.
+
+    The noise multiplier is calibrated so that all ``federation.fedavg_rounds`` rounds together spend
+    ``privacy.target_epsilon`` (per-client overrides apply; DP is on for this baseline whatever ``privacy.enabled``
+    says). Each round is one release of ``fedavg_local_epochs × ⌈n / train.batch_size⌉`` steps at rate
+    ``1 / ⌈n / batch_size⌉``; with ``ledger_path`` the client's ledger records it.
+
+    Returns:
+        The updated weights, the round's release and the client's δ.
+    """
+    cp = client_privacy(cfg.privacy.model_copy(update={"enabled": True}), client_id=client_id, n_local=len(data))
+    assert cp is not None
+    fed = cfg.federation
+    per_epoch = expert_batches(len(data), cfg.train.batch_size)
+    steps = fed.fedavg_local_epochs * per_epoch
+    sigma = calibrate_noise(target_epsilon=cp.target_epsilon, delta=cp.delta, sample_rate=1.0 / per_epoch,
+                            steps=steps * fed.fedavg_rounds, accountant=cp.accountant)  # fmt: skip
+    planned = PrivacyRelease(mechanism="dp_fedavg", noise_multiplier=sigma, sample_rate=1.0 / per_epoch, steps=steps)
+    ledger = None
+    if ledger_path is not None:
+        ledger = PrivacyLedger(ledger_path, budget_epsilon=cp.budget_epsilon, delta=cp.delta, accountant=cp.accountant,
+                               client_id=client_id)  # fmt: skip
+        ledger.check(planned)
+    model = build_model(cfg.model, n_classes=n_classes, init_state=state)
+    release = train_dp_sgd(
+        model, data.x, data.y, noise_multiplier=sigma, max_grad_norm=cp.max_grad_norm, batch_size=cfg.train.batch_size,
+        steps=steps, lr=fed.dp_lr, seed=seed, accountant=cp.accountant, mechanism="dp_fedavg",
+    )  # fmt: skip
+    if ledger is not None:
+        ledger.record(release)
+    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}, release, cp.delta
+
+
+def compose_privacy(previous: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A client's privacy object over all its releases so far: ``previous`` (or ``None``) composed with ``new``."""
+    if new is None:
+        return previous
+    releases = (releases_of(previous) if previous is not None else []) + releases_of(new)
+    return privacy_object(releases, delta=float(new["delta"]), accountant=str(new["accountant"]))

@@ -4,8 +4,9 @@
 (``simulations/``), in-process and in client order, and returns the global model, the shared sets and the byte
 counts. It is what the privacy audit's shadow runs call, the pooled baseline of ``fedsered simulate``, and the
 reference the Flower path is tested against (one seed, same global model). Pipelines: ``synthetic`` (one-shot or
-FedDM-style multi-round), ``random_subset``, ``raw_sharing``, ``fedavg``, ``pooled``; ``dp_fedavg`` needs the DP-SGD
-trainer of ``fedsered.privacy``.
+FedDM-style multi-round; DP when ``privacy.enabled``), ``random_subset``, ``raw_sharing``, ``fedavg``, ``dp_fedavg``
+(local DP-SGD, ε over all rounds), ``pooled``. Client records carry each client's privacy object composed over all its
+releases so far (Opacus accountant).
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from fedsered.federation.client import (
     SHARE_KINDS,
     client_id,
     client_seed,
+    compose_privacy,
     local_update,
+    local_update_dp,
     peak_rss_mb,
     raw_client,
     share_client,
@@ -36,6 +39,7 @@ from fedsered.federation.payload import decode_local, payload_bytes, state_bytes
 from fedsered.federation.records import ClientRecord
 from fedsered.federation.server import model_from_arrays, score, state_arrays, train_global
 from fedsered.models import fixed_init_state
+from fedsered.privacy.accountant import privacy_object
 from fedsered.seeding import int_seed
 
 PIPELINES: tuple[str, ...] = ("synthetic", "random_subset", "raw_sharing", "fedavg", "dp_fedavg", "pooled")
@@ -88,6 +92,7 @@ def _share_round(
     state: dict[str, torch.Tensor],
     seed: int,
     round_: int,
+    spent: dict[str, dict[str, Any] | None],
 ) -> tuple[list[SyntheticSet], list[ClientRecord]]:
     sets, records = [], []
     for cid, part in parts.items():
@@ -101,10 +106,11 @@ def _share_round(
             s, n_classes=data.n_classes, expected_shape=data.input_shape, max_bytes=max_payload_bytes(cfg), source=cid
         )
         sets.append(s)
+        spent[cid] = compose_privacy(spent.get(cid), s.meta.get("privacy"))
         records.append(
             ClientRecord(
                 id=cid, status="ok", bytes_up=payload_bytes(s), seconds=seconds, peak_rss_mb=peak_rss_mb(),
-                privacy=s.meta.get("privacy"), n_local=len(part), round=round_,
+                privacy=spent[cid], n_local=len(part), round=round_,
             )
         )
     return sets, records
@@ -163,7 +169,7 @@ def run_pipeline(
         of the last round).
 
     Raises:
-        ConfigError: unknown pipeline, or one this build cannot run (``dp_fedavg`` without fedsered.privacy).
+        ConfigError: unknown pipeline, or bad privacy settings.
     """
     if pipeline not in PIPELINES:
         raise ConfigError(f"pipeline {pipeline!r}: expected one of {', '.join(PIPELINES)}")
@@ -182,20 +188,16 @@ def run_pipeline(
         )
         m = score(model, data.test, n_classes=n_classes)
         return pipeline_result(pipeline, m, model=model, shared=None, sets={}, records=[], rounds=[{"round": 1, **m}])
-    if pipeline == "dp_fedavg":
-        raise ConfigError(
-            "federation.baselines: dp_fedavg needs fedsered.privacy's DP-SGD trainer (train_dp_sgd), which this "
-            "build does not provide yet; remove it from the list"
-        )
-    if pipeline == "fedavg":
-        return _run_fedavg(cfg, data, parts, theta0=theta0, seed=seed, progress=progress)
+    if pipeline in ("fedavg", "dp_fedavg"):
+        return _run_fedavg(cfg, data, parts, theta0=theta0, seed=seed, progress=progress, dp=pipeline == "dp_fedavg")
     state: dict[str, torch.Tensor] = dict(theta0)
     records: list[ClientRecord] = []
     rounds: list[dict[str, Any]] = []
     total_rounds = rounds_of(cfg, pipeline)
     kind = pipeline if pipeline in SHARE_KINDS else "synthetic"
+    spent: dict[str, dict[str, Any] | None] = {}
     for r in range(1, total_rounds + 1):
-        sets, recs = _share_round(kind, parts, cfg=cfg, data=data, state=state, seed=seed, round_=r)
+        sets, recs = _share_round(kind, parts, cfg=cfg, data=data, state=state, seed=seed, round_=r, spent=spent)
         records += recs
         agg, model, m = server_step(sets, cfg=cfg, data=data, theta0=theta0, state=state, seed=seed, round_=r,
                                     pipeline=pipeline)  # fmt: skip
@@ -217,7 +219,10 @@ def _run_fedavg(
     theta0: dict[str, torch.Tensor],
     seed: int,
     progress: Callable[[str, int, int], None] | None,
+    dp: bool,
 ) -> dict[str, Any]:
+    name = "dp_fedavg" if dp else "fedavg"
+    spent: dict[str, dict[str, Any] | None] = {}
     global_arrays = {k: v.detach().cpu().numpy().copy() for k, v in theta0.items()}
     records: list[ClientRecord] = []
     rounds: list[dict[str, Any]] = []
@@ -227,11 +232,19 @@ def _run_fedavg(
         updates, weights, recs = [], [], []
         for cid, part in parts.items():
             start = time.perf_counter()
-            upd = local_update(state, part, cfg=cfg, seed=client_seed(seed, cid, r), n_classes=data.n_classes)
+            if dp:
+                upd, release, delta = local_update_dp(
+                    state, part, cfg=cfg, client_id=cid, seed=client_seed(seed, cid, r), n_classes=data.n_classes
+                )
+                spent[cid] = compose_privacy(
+                    spent.get(cid), privacy_object([release], delta=delta, accountant=cfg.privacy.accountant)
+                )
+            else:
+                upd = local_update(state, part, cfg=cfg, seed=client_seed(seed, cid, r), n_classes=data.n_classes)
             recs.append(
                 ClientRecord(
                     id=cid, status="ok", bytes_up=state_bytes(upd), seconds=time.perf_counter() - start,
-                    peak_rss_mb=peak_rss_mb(), n_local=len(part), round=r,
+                    peak_rss_mb=peak_rss_mb(), n_local=len(part), round=r, privacy=spent.get(cid),
                 )
             )
             updates.append(upd)
@@ -242,8 +255,8 @@ def _run_fedavg(
         rounds.append({"round": r, **m, "bytes_up": sum(x.bytes_up for x in recs)})
         records += recs
         if progress is not None:
-            progress("fedavg", r, total)
-    return pipeline_result("fedavg", m, model=model, shared=None, sets={}, records=records, rounds=rounds)
+            progress(name, r, total)
+    return pipeline_result(name, m, model=model, shared=None, sets={}, records=records, rounds=rounds)
 
 
 def pipeline_result(
