@@ -213,12 +213,42 @@ def cmd_simulate(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace, cfg: Config) -> int:
+    import shlex
+
+    from fedsered.data.dataset import build_dataset
+    from privacy_audits.run import run_audit
+
+    out = _out_dir(args, cfg)
+    (out / "results.json").unlink(missing_ok=True)
+    argv = sys.argv[2:] if sys.argv[1:2] == ["audit"] else [args.config]
+    command = "fedsered audit " + " ".join(shlex.quote(a) for a in argv)
+    with _progress() as progress:
+        data = build_dataset(cfg, progress=progress)
+        results = run_audit(cfg, data, out_dir=out, command=command, progress=progress)
+    fpr = max(cfg.audit.fpr)
+    table = Table(title=f"membership inference ({cfg.audit.shadows} runs per pipeline)")
+    for col in ("pipeline", "UAR", "accounted ε", "AUC", f"TPR@{fpr:.1%}", "ε lower bound", "bytes up", "attack"):
+        table.add_column(col, justify="left" if col in ("pipeline", "attack") else "right")
+    for name, r in results["pipelines"].items():
+        eps = "-" if r["epsilon_accounted"] is None else f"{r['epsilon_accounted']:.2f}"
+        table.add_row(
+            name, f"{r['uar']:.3f}", eps, f"{r['auc']:.3f}", f"{r['tpr_at_fpr'][str(fpr)]:.3f}",
+            f"{r['epsilon_lower_bound']:.2f}", f"{r['bytes_up_total']:,}", r["headline_attack"],
+        )  # fmt: skip
+    out_console.print(table)
+    out_console.print(f"report: {out / 'report.html'}; wall {results['seconds']:.1f} s")
+    _write_run(out, cfg, results)
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, Config], int], str]] = {
     "validate": (cmd_validate, "check a config and print it resolved (defaults filled in)"),
     "data": (cmd_data, "build/cache the corpus and features; print the corpus and client summary"),
     "train": (cmd_train, "centralised baseline: train on all training speakers, evaluate UAR on test speakers"),
     "distill": (cmd_distill, "distil the training split with each method and IPC; score the sets on test speakers"),
     "simulate": (cmd_simulate, "federated simulation on Flower + Ray: clients share synthetic sets; baselines"),
+    "audit": (cmd_audit, "membership-inference audit of each sharing pipeline with whole-pipeline shadow runs"),
 }
 
 

@@ -134,7 +134,7 @@ def _counts_at(curve: Roc, threshold: float, score: np.ndarray, member: np.ndarr
 
 def epsilon_lower_bound(
     score: np.ndarray, member: np.ndarray, *, delta: float, alpha: float = 0.05, select: np.ndarray | None = None
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """Empirical ε lower bound (Jagielski et al. 2020; Nasr et al. 2021) with Clopper–Pearson intervals.
 
     The threshold must not be chosen on the examples that certify it (that search inflates the bound): the examples
@@ -149,12 +149,14 @@ def epsilon_lower_bound(
         select: ``[n]`` bool, the examples used to choose the threshold.
 
     Returns:
-        ``{"epsilon": bound, "threshold": t, "fpr_upper": ..., "fnr_upper": ..., "n_in": ..., "n_out": ...}`` with the
-        counts of the certifying half.
+        ``{"epsilon", "threshold" (None: predict nobody), "fpr_upper", "fnr_upper", "n_in", "n_out"}``, the counts
+        being those of the certifying half.
     """
     s, m = _check(score, member)
     sel = (np.arange(s.size) % 2 == 0) if select is None else np.asarray(select, dtype=bool).ravel()
-    zero = {"epsilon": 0.0, "threshold": float("inf"), "fpr_upper": 1.0, "fnr_upper": 1.0, "n_in": 0, "n_out": 0}
+    zero: dict[str, float | None] = {
+        "epsilon": 0.0, "threshold": None, "fpr_upper": 1.0, "fnr_upper": 1.0, "n_in": 0, "n_out": 0,
+    }  # fmt: skip
     if sel.all() or not sel.any():
         raise DataError("epsilon_lower_bound: select must leave examples on both sides")
     s_a, m_a, s_b, m_b = s[sel], m[sel], s[~sel], m[~sel]
@@ -171,7 +173,10 @@ def epsilon_lower_bound(
     fpr_u = float(clopper_pearson_upper(k_fp, n_out, alpha=alpha))
     fnr_u = float(clopper_pearson_upper(k_fn, n_in, alpha=alpha))
     eps = float(epsilon_bounds(np.array([k_fp]), np.array([k_fn]), n_out=n_out, n_in=n_in, delta=delta, alpha=alpha)[0])
-    return {"epsilon": eps, "threshold": thr, "fpr_upper": fpr_u, "fnr_upper": fnr_u, "n_in": n_in, "n_out": n_out}
+    return {
+        "epsilon": eps, "threshold": thr if np.isfinite(thr) else None, "fpr_upper": fpr_u, "fnr_upper": fnr_u,
+        "n_in": n_in, "n_out": n_out,
+    }  # fmt: skip
 
 
 def summarise(

@@ -1,0 +1,99 @@
+"""From the shadow runs of one target to its attack scores and metrics (the scores → metrics step, no I/O).
+
+Every run in turn is the target, the others its shadows (leave-one-out), so a target with R runs and n audited
+examples gives ``n × R`` (score, member) pairs per attack. The headline of a target is its strongest attack by TPR at
+the largest configured FPR; its ε lower bound is the largest over the attacks, each computed at significance
+``alpha / attacks`` (Bonferroni), so taking the maximum keeps the stated confidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fedsered.config import AuditConfig
+from privacy_audits.attacks import lira_scores, loss_scores, rmia_scores
+from privacy_audits.metrics import roc, summarise
+from privacy_audits.shadows import AuditPlan, ShadowOutput
+
+
+@dataclass(frozen=True)
+class TargetScores:
+    """Attack name → ``[n, runs]`` scores, and the ``[n, runs]`` membership they are judged against."""
+
+    scores: dict[str, np.ndarray]
+    member: np.ndarray
+    is_canary: np.ndarray
+
+
+def attack_scores(runs: list[ShadowOutput], plan: AuditPlan, cfg: AuditConfig) -> TargetScores:
+    """Every attack's scores for one target's runs (in run order)."""
+    col = np.stack
+    log_p = col([o.log_p for o in runs], axis=1)
+    phi = col([o.phi for o in runs], axis=1)
+    log_p_pop = col([o.log_p_pop for o in runs], axis=1)
+    m = plan.member[:, [o.run for o in runs]]
+    gv = cfg.lira_global_variance
+    scores = {
+        "loss": loss_scores(log_p),
+        "lira_online": lira_scores(phi, m, online=True, global_variance=gv),
+        "lira_offline": lira_scores(phi, m, online=False, global_variance=gv),
+        "rmia_online": rmia_scores(log_p, m, log_p_pop, gamma=cfg.rmia_gamma),
+        "rmia_offline": rmia_scores(log_p, m, log_p_pop, gamma=cfg.rmia_gamma, offline_a=cfg.rmia_offline_a),
+    }
+    dcr_f = [o.dcr_feature for o in runs if o.dcr_feature is not None]
+    dcr_e = [o.dcr_embedding for o in runs if o.dcr_embedding is not None]
+    if len(dcr_f) == len(dcr_e) == len(runs):
+        scores["dcr_feature"] = col(dcr_f, axis=1)
+        scores["dcr_embedding"] = col(dcr_e, axis=1)
+    return TargetScores(scores=scores, member=m, is_canary=plan.is_canary)
+
+
+def _metrics(scores: dict[str, np.ndarray], member: np.ndarray, rows: np.ndarray, cfg: AuditConfig) -> dict[str, Any]:
+    alpha = cfg.alpha / len(scores)
+    out = {}
+    for name, s in scores.items():
+        out[name] = summarise(s[rows].ravel(), member[rows].ravel(), fprs=cfg.fpr, delta=cfg.delta, alpha=alpha)
+    return out
+
+
+def target_metrics(ts: TargetScores, runs: list[ShadowOutput], cfg: AuditConfig) -> dict[str, Any]:
+    """The results.json entry of one target: utility, cost, the headline attack and every attack's metrics, on the
+    real audited utterances and (separately) on the canaries."""
+    real = ~ts.is_canary
+    attacks = _metrics(ts.scores, ts.member, real, cfg)
+    key = str(max(cfg.fpr))
+    head = max(attacks, key=lambda a: (attacks[a]["tpr_at_fpr"][key], attacks[a]["auc"]))
+    canaries = _metrics(ts.scores, ts.member, ts.is_canary, cfg) if ts.is_canary.any() else {}
+    eps_acc = [o.epsilon_accounted for o in runs if o.epsilon_accounted is not None]
+    uars = np.array([o.uar for o in runs])
+    lb_all = [v["epsilon_lower_bound"] for v in attacks.values()] + [
+        v["epsilon_lower_bound"] for v in canaries.values()
+    ]
+    return {
+        "uar": float(uars.mean()),
+        "uar_std": float(uars.std()),
+        "auc": attacks[head]["auc"],
+        "tpr_at_fpr": attacks[head]["tpr_at_fpr"],
+        "advantage": attacks[head]["advantage"],
+        "headline_attack": head,
+        "epsilon_accounted": max(eps_acc) if eps_acc else None,
+        "epsilon_lower_bound": float(max(lb_all)),
+        "bytes_up_total": int(np.mean([o.bytes_up_total for o in runs])),
+        "runs": len(runs),
+        "audited": int(real.sum()),
+        "canaries_audited": int(ts.is_canary.sum()),
+        "backend": runs[0].backend,
+        "cpu_s": float(sum(o.cpu_s for o in runs)),
+        "attacks": attacks,
+        "canaries": canaries,
+    }
+
+
+def roc_points(ts: TargetScores, attack: str) -> tuple[np.ndarray, np.ndarray]:
+    """FPR and TPR of ``attack`` on the real audited utterances (for the ROC figure)."""
+    real = ~ts.is_canary
+    c = roc(ts.scores[attack][real].ravel(), ts.member[real].ravel())
+    return c.fpr, c.tpr

@@ -1,0 +1,181 @@
+"""The audit report: figures (matplotlib PNGs), ``report.md`` and a self-contained ``report.html`` (figures embedded
+as base64, no external file or script), from ``results.json`` content and the ROC points. Writes atomically."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedsered.io import atomic_write_bytes, atomic_write_text
+
+THREAT_MODEL = (
+    "The adversary is the server, or anyone who receives what the clients share: the aggregated shared sets "
+    "(synthetic, selected or raw examples, or model updates for FedAvg) and the global model trained on them. It "
+    "wants to know whether a given utterance was in a client's private data. It knows the data distribution: it "
+    "holds utterances of population speakers who are in no audited run, and can re-run the whole pipeline "
+    "(distillation included) on data of its choice (shadow runs), as in LiRA and RMIA."
+)
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray, str]]) -> bytes:
+    """One log-log ROC with every pipeline (its headline attack), chance diagonal included; returns PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    floor = 1e-4
+    for name, (fpr, tpr, attack) in curves.items():
+        ax.step(np.maximum(fpr, floor), np.maximum(tpr, floor), where="post", label=f"{name} ({attack})")
+    ax.plot([floor, 1], [floor, 1], "k--", lw=0.8, label="chance")
+    ax.set(xscale="log", yscale="log", xlim=(floor, 1), ylim=(floor, 1.05), xlabel="false-positive rate",
+           ylabel="true-positive rate", title="Membership inference ROC (log-log)")  # fmt: skip
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3, which="both")
+    data = _png(fig)
+    plt.close(fig)
+    return data
+
+
+def tradeoff_figure(pipelines: dict[str, dict[str, Any]], *, fpr_key: str) -> bytes:
+    """Privacy–utility scatter: UAR against TPR at ``fpr_key`` FPR, and UAR against ε (accounted and lower bound)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.2))
+    for name, r in pipelines.items():
+        a.scatter(r["tpr_at_fpr"][fpr_key], r["uar"], s=30)
+        a.annotate(name, (r["tpr_at_fpr"][fpr_key], r["uar"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        b.scatter(r["epsilon_lower_bound"], r["uar"], marker="o", s=30, color="C0")
+        b.annotate(name, (r["epsilon_lower_bound"], r["uar"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        if r["epsilon_accounted"] is not None:
+            b.scatter(r["epsilon_accounted"], r["uar"], marker="x", s=40, color="C3")
+            b.plot([r["epsilon_lower_bound"], r["epsilon_accounted"]], [r["uar"]] * 2, color="C3", lw=0.8)
+    a.set(xlabel=f"TPR at {float(fpr_key):.1%} FPR (headline attack)", ylabel="UAR (test speakers)",
+          title="utility vs attack success")  # fmt: skip
+    b.set(xlabel="ε: empirical lower bound (o), accounted (x)", ylabel="UAR (test speakers)", title="utility vs ε")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+    data = _png(fig)
+    plt.close(fig)
+    return data
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return f"{v:.{digits}f}"
+
+
+def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the per-pipeline table."""
+    fprs = sorted(next(iter(results["pipelines"].values()))["tpr_at_fpr"], key=float)
+    head = ["pipeline", "UAR", "accounted ε", "AUC", *[f"TPR@{float(f):.1%}" for f in fprs], "ε lower bound",
+            "privacy gain", "bytes up", "headline attack"]  # fmt: skip
+    rows = []
+    for name, r in results["pipelines"].items():
+        gain = results.get("privacy_gain", {}).get(name)
+        rows.append([
+            name, f"{r['uar']:.3f} ± {r['uar_std']:.3f}", _fmt(r["epsilon_accounted"], 2), _fmt(r["auc"]),
+            *[_fmt(r["tpr_at_fpr"][f]) for f in fprs], _fmt(r["epsilon_lower_bound"], 2), _fmt(gain),
+            _fmt(int(r["bytes_up_total"])), r["headline_attack"],
+        ])  # fmt: skip
+    return head, rows
+
+
+def attack_rows(r: dict[str, Any], *, fpr_key: str) -> list[list[str]]:
+    """One row per attack of one pipeline (audited utterances, then canaries)."""
+    rows = []
+    for group, attacks in (("audited", r["attacks"]), ("canaries", r["canaries"])):
+        for name, a in attacks.items():
+            rows.append([group, name, _fmt(a["auc"]), _fmt(a["tpr_at_fpr"][fpr_key]), _fmt(a["advantage"]),
+                         _fmt(a["epsilon_lower_bound"], 2)])  # fmt: skip
+    return rows
+
+
+def _md_table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _html_table(head: list[str], rows: list[list[str]]) -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _notes(results: dict[str, Any]) -> list[str]:
+    s = results["settings"]
+    return [
+        f"{s['shadows']} whole-pipeline runs per pipeline (distillation included); {s['audited']} audited utterances "
+        f"of {s['clients']} clients, each IN exactly half of the runs; every run in turn is the target, the others "
+        f"its shadows, so each attack is judged on {s['audited']} × {s['shadows']} (utterance, run) pairs.",
+        f"{s['canaries']} canaries ({s['canary_kind']}, {s['canary_copies']} copies when IN) from population speakers, "
+        "audited like the utterances; their metrics are reported apart.",
+        f"Population (RMIA z samples): {s['population']} utterances of speakers in no run.",
+        "Headline attack per pipeline: the attack with the highest TPR at the largest reported FPR. ε lower bound: "
+        f"Clopper–Pearson at significance {s['alpha']} split over all attacks (Bonferroni), threshold chosen on one "
+        f"half of the pairs and certified on the other, δ = {s['delta']}; maximum over attacks and canaries. Pairs "
+        "of one utterance across runs are not independent, so treat the interval as indicative.",
+        "Privacy gain (Stadler et al.): advantage of raw sharing minus the pipeline's advantage (headline attacks).",
+    ]
+
+
+def render(results: dict[str, Any], figures: dict[str, bytes], *, out_dir: Path) -> dict[str, str]:
+    """Write the figures, ``report.md`` and ``report.html`` into ``out_dir``; returns name → relative path."""
+    paths = {}
+    for name, png in figures.items():
+        rel = f"figures/{name}.png"
+        atomic_write_bytes(out_dir / rel, png)
+        paths[name] = rel
+    fpr_key = str(max(float(f) for f in next(iter(results["pipelines"].values()))["tpr_at_fpr"]))
+    head, rows = table_rows(results)
+    a_head = ["examples", "attack", "AUC", f"TPR@{float(fpr_key):.1%}", "advantage", "ε lower bound"]
+    title = "fedsered membership-inference audit"
+    md = [f"# {title}", "", "## Threat model", "", THREAT_MODEL, "", "## Results", "", _md_table(head, rows), ""]
+    md += [f"![{n}]({p})" for n, p in paths.items()] + ["", "## Method", ""] + [f"- {n}" for n in _notes(results)]
+    for name, r in results["pipelines"].items():
+        md += ["", f"### {name}", "", _md_table(a_head, attack_rows(r, fpr_key=fpr_key))]
+    md += ["", f"Command: `{results['command']}`", ""]
+    atomic_write_text(out_dir / "report.md", "\n".join(md))
+    imgs = "".join(
+        f'<figure><img alt="{html.escape(n)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+        f"<figcaption>{html.escape(n)}</figcaption></figure>"
+        for n, png in figures.items()
+    )
+    per = "".join(
+        f"<h3>{html.escape(n)}</h3>{_html_table(a_head, attack_rows(r, fpr_key=fpr_key))}"
+        for n, r in results["pipelines"].items()
+    )
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in _notes(results))
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}img{max-width:100%}figure{display:inline-block;margin:0 1em}"
+    )
+    page = (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>{style}</style>'
+        f'</head><body><h1>{title}</h1><h2>Threat model</h2><p id="threat-model">{html.escape(THREAT_MODEL)}</p>'
+        f'<h2>Results</h2><div id="summary">{_html_table(head, rows)}</div>{imgs}<h2>Method</h2><ul>{notes}</ul>'
+        f"<h2>Attacks per pipeline</h2>{per}<p>Command: <code>{html.escape(results['command'])}</code></p>"
+        "</body></html>\n"
+    )
+    atomic_write_text(out_dir / "report.html", page)
+    return {**paths, "report_md": "report.md", "report_html": "report.html"}

@@ -1,0 +1,164 @@
+"""The audit end to end on a tiny embedded corpus: whole-pipeline shadow runs, the report contract, the sanity checks
+that can fail (exact copies found at TPR 1 / FPR 0, duplicated canaries found by LiRA), Ray == sequential, and the
+HTML rendering in headless Chromium where it is installed."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fedsered.cli import main
+from fedsered.config import Config, load_config
+from fedsered.data.dataset import Dataset, build_dataset
+from privacy_audits.evaluate import attack_scores, target_metrics
+from privacy_audits.metrics import roc, tpr_at_fpr
+from privacy_audits.shadows import make_plan, run_shadows
+
+TINY = [
+    "data.embedded.n_speakers=10", "data.embedded.utterances_per_emotion=3", "data.embedded.duration_s=[0.8,1.0]",
+    "features.n_mels=16", "features.segment_s=1.0", "model.name=cnn_iot", "model.width=8", "train.epochs=8",
+    "distill.eval_epochs=10", "federation.num_clients=5", "federation.ipc=2", "federation.fedavg_rounds=2",
+    "audit.clients=3", "audit.audited_per_client=6", "audit.population=30", "audit.canaries=2", "audit.shadows=4",
+    "audit.workers=0",
+]  # fmt: skip
+
+
+def tiny_config(tmp: Path, *extra: str) -> Config:
+    return load_config(None, [*TINY, f"features.cache_dir={tmp / 'cache'}", *extra])
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, Dataset]:
+    cfg = tiny_config(tmp_path_factory.mktemp("data"))
+    return cfg, build_dataset(cfg)
+
+
+@pytest.fixture(scope="module")
+def audit_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("audit")
+    out = tmp / "run"
+    args = [f"--set={s}" for s in TINY] + [f"--set=features.cache_dir={tmp / 'cache'}"]
+    args += ["--set=audit.pipelines=[raw_sharing,random_subset,fedavg]"]
+    assert main(["audit", "none.yaml", *args, "--out", str(out)]) == 2  # a missing config file: one-line error
+    cfg_file = tmp / "audit.yaml"
+    cfg_file.write_text("seed: 0\n", encoding="utf-8")
+    assert main(["audit", str(cfg_file), *args, "--out", str(out)]) == 0
+    return out
+
+
+def test_results_contract(audit_run: Path) -> None:
+    res = json.loads((audit_run / "results.json").read_text(encoding="utf-8"))
+    assert set(res["pipelines"]) == {"raw_sharing", "random_subset", "fedavg"}
+    for r in res["pipelines"].values():
+        assert isinstance(r["uar"], float) and 0.0 <= r["uar"] <= 1.0
+        assert 0.0 <= r["auc"] <= 1.0
+        assert set(r["tpr_at_fpr"]) == {"0.001", "0.01"}
+        assert r["epsilon_accounted"] is None and r["epsilon_lower_bound"] >= 0.0
+        assert isinstance(r["bytes_up_total"], int) and r["bytes_up_total"] > 0
+    # the pipelines that share examples are attacked on the shared set too; FedAvg shares none
+    assert "dcr_feature" in res["pipelines"]["raw_sharing"]["attacks"]
+    assert "dcr_feature" not in res["pipelines"]["fedavg"]["attacks"]
+    assert res["privacy_gain"]["raw_sharing"] == 0.0
+    for name in res["pipelines"]:
+        with np.load(audit_run / "scores" / f"{name}.npz") as z:
+            score, member = z["score"], z["member"]
+            assert score.shape == member.shape == (18 * 4,)
+            assert member.dtype == bool and member.sum() == 18 * 2
+            assert "score_loss" in z.files and "canary_score_lira_online" in z.files
+
+
+def test_exact_copy_in_raw_shared_set_found_at_tpr1_fpr0(audit_run: Path) -> None:
+    """Raw sharing ships the records themselves: DCR finds every member with no false positive."""
+    with np.load(audit_run / "scores" / "raw_sharing.npz") as z:
+        curve = roc(z["score_dcr_feature"], z["member"])
+    assert tpr_at_fpr(curve, 0.0) == 1.0
+    res = json.loads((audit_run / "results.json").read_text(encoding="utf-8"))
+    assert res["pipelines"]["raw_sharing"]["tpr_at_fpr"]["0.001"] == 1.0
+
+
+def test_report_is_self_contained(audit_run: Path) -> None:
+    page = (audit_run / "report.html").read_text(encoding="utf-8")
+    assert "Threat model" in page and "raw_sharing" in page
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == 2
+    assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
+    assert not re.search(r'(src|href)="(?!data:)', page)  # nothing fetched from elsewhere
+    assert (audit_run / "figures" / "roc.png").stat().st_size > 1000
+    assert "| raw_sharing |" in (audit_run / "report.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.skipif(
+    not (shutil.which("chromium") or shutil.which("chromium-browser")), reason="headless Chromium not installed"
+)
+def test_report_renders_in_headless_chromium(audit_run: Path, tmp_path: Path) -> None:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert exe is not None
+    shot = tmp_path / "report.png"
+    common = [exe, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}"]
+    url = (audit_run / "report.html").as_uri()
+    dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True)
+    assert 'id="threat-model"' in dom.stdout and "raw_sharing" in dom.stdout
+    # and it paints: a screenshot of the page with its embedded figures
+    subprocess.run([*common, f"--screenshot={shot}", "--window-size=1200,2400", url], timeout=120, check=True,
+                   capture_output=True)  # fmt: skip
+    assert shot.stat().st_size > 10_000
+
+
+def _canary_metrics(cfg: Config, data: Dataset, tmp: Path) -> dict[str, Any]:
+    plan = make_plan(cfg, data)
+    runs = run_shadows(cfg, data, plan, targets=["raw_sharing"], workers=0, out_dir=tmp)["raw_sharing"]
+    ts = attack_scores(runs, plan, cfg.audit)
+    return target_metrics(ts, runs, cfg.audit)
+
+
+def test_duplicated_canary_detected_by_lira(tiny_data: tuple[Config, Dataset], tmp_path: Path) -> None:
+    """Mislabelled canaries repeated 8 times when IN: LiRA tells IN from OUT runs far above chance."""
+    cfg, data = tiny_data
+    cfg = cfg.model_copy(
+        update={"audit": cfg.audit.model_copy(update={"canaries": 6, "canary_copies": 8, "shadows": 8})}
+    )
+    m = _canary_metrics(cfg, data, tmp_path)
+    lira = m["canaries"]["lira_online"]
+    assert lira["auc"] > 0.9, lira
+    assert m["canaries"]["lira_online"]["auc"] > m["attacks"]["lira_online"]["auc"]
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if text.encode() in (d / "cmdline").read_bytes():
+                    pids.append(int(d.name))
+            except OSError:
+                continue
+    return pids
+
+
+def test_ray_runs_match_sequential_and_clean_up(tiny_data: tuple[Config, Dataset], tmp_path: Path) -> None:
+    cfg, data = tiny_data
+    plan = make_plan(cfg, data)
+    seq = run_shadows(cfg, data, plan, targets=["random_subset"], workers=0, out_dir=tmp_path / "seq")
+    par = run_shadows(cfg, data, plan, targets=["random_subset"], workers=2, out_dir=tmp_path / "par")
+    for a, b in zip(seq["random_subset"], par["random_subset"], strict=True):
+        assert a.run == b.run
+        np.testing.assert_allclose(a.phi, b.phi, rtol=1e-5, atol=1e-5)
+        assert a.dcr_feature is not None and b.dcr_feature is not None
+        np.testing.assert_allclose(a.dcr_feature, b.dcr_feature, rtol=1e-6)
+    assert (tmp_path / "par" / "ray").is_dir()  # RAY_TMPDIR lives under the run folder
+    marker = str((tmp_path / "par" / "ray").resolve())
+    deadline = time.monotonic() + 20
+    while (left := [p for p in _processes_mentioning("fsa-") + _processes_mentioning(marker) if p != os.getpid()]):
+        if time.monotonic() > deadline:
+            pytest.fail(f"Ray processes left running: {left}")
+        time.sleep(0.5)
