@@ -9,6 +9,7 @@ collect and validate the sets, aggregate, train the global model from θ₀, sco
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,9 @@ from simulations.fedavg import run_fedavg
 from simulations.rounds import Federation, discover, instruction, share_round
 from simulations.wire import state_record
 
+LOG = logging.getLogger("flwr")
+"""Progress lines go through Flower's logger (its console handler, its log stream under ``flwr run --stream``)."""
+
 APP_ROOT = Path(__file__).resolve().parents[1]
 """The Flower App's root (the project folder, or the unpacked bundle on a SuperLink)."""
 
@@ -59,12 +63,14 @@ def share_pipeline(
             n_classes=data.n_classes, input_shape=data.input_shape, ledger_dir=str(out / "clients"), spent=spent,
         )  # fmt: skip
         records += recs
+        LOG.info("%s round %d: %s", kind, r, ", ".join(f"{x.id} {x.status}" for x in recs))
         t = time.perf_counter()
         agg, model, m = server_step(sets, cfg=cfg, data=data, theta0=theta0, state=state, seed=cfg.seed, round_=r,
                                     pipeline=kind)  # fmt: skip
         rounds.append({"round": r, **m, "bytes_up": sum(x.bytes_up for x in recs),
                        "server_seconds": time.perf_counter() - t})  # fmt: skip
         state = {k: torch.from_numpy(v) for k, v in state_arrays(model).items()}
+        LOG.info("%s round %d: global UAR %.3f, %d bytes uploaded", kind, r, m["uar"], rounds[-1]["bytes_up"])
     return pipeline_result(
         kind, m, model=model, shared=agg, sets={str(s.meta["client_id"]): s for s in sets}, records=records,
         rounds=rounds,
@@ -119,6 +125,8 @@ def serve(grid: Grid, cfg: Config, *, out: Path) -> dict[str, Any]:
     data = build_dataset(cfg)
     t_data = time.perf_counter()
     federation = discover(grid, cfg)
+    LOG.info("%d of %d nodes connected: partitions %s", len(federation.nodes), federation.expected,
+             sorted(federation.nodes.values()))  # fmt: skip
     t = time.perf_counter()
     phases = {"data_seconds": t_data - start, "discover_seconds": t - t_data}
     main = share_pipeline(grid, federation, cfg=cfg, data=data, kind="synthetic", out=out)
@@ -133,6 +141,7 @@ def serve(grid: Grid, cfg: Config, *, out: Path) -> dict[str, Any]:
         else:  # pooled: central training on the union of the clients' data, no client involved
             res = run_pipeline(cfg, data, pipeline=name, seed=cfg.seed)
         baselines[name] = {**json_view(res), "seconds": time.perf_counter() - t}
+        LOG.info("baseline %s: global UAR %.3f, %d bytes uploaded", name, res["global_uar"], res["bytes_up_total"])
         if res.get("shared") is not None:
             save_set(out / "shared" / name, res["shared"])
     if main.get("shared") is not None:
