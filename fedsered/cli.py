@@ -242,11 +242,34 @@ def cmd_audit(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace, cfg: Config) -> int:
+    from fedsered.data.dataset import build_dataset
+    from fedsered.privacy.sweep import run_sweep, write_outputs
+
+    out = _out_dir(args, cfg)
+    with _progress() as progress:
+        data = build_dataset(cfg, progress=progress)
+        summary = run_sweep(cfg, data, out_dir=out, progress=progress)
+    labels = [("inf" if e == "inf" else f"{e:g}") for e in cfg.sweep.epsilons]
+    table = Table(title=f"{summary['metric']} vs ε, IPC {cfg.sweep.ipc} (mean ± std over {len(cfg.sweep.seeds)} seeds)")
+    table.add_column("method")
+    for label in labels:
+        table.add_column("ε=∞ (no DP)" if label == "inf" else f"ε={label}", justify="right")
+    for method, points in summary["curves"].items():
+        table.add_row(method, *[_fmt_uar(points[e]["mean"], points[e]["std"]) if e in points else "" for e in labels])
+    out_console.print(table)
+    out_console.print(f"cells: {summary['ran']} run, {summary['resumed']} resumed")
+    write_outputs(summary, out_dir=out)
+    _write_run(out, cfg, summary)
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, Config], int], str]] = {
     "validate": (cmd_validate, "check a config and print it resolved (defaults filled in)"),
     "data": (cmd_data, "build/cache the corpus and features; print the corpus and client summary"),
     "train": (cmd_train, "centralised baseline: train on all training speakers, evaluate UAR on test speakers"),
     "distill": (cmd_distill, "distil the training split with each method and IPC; score the sets on test speakers"),
+    "sweep": (cmd_sweep, "privacy-utility sweep: UAR of DP distillation over epsilon x method x seed (resumable)"),
     "simulate": (cmd_simulate, "federated simulation on Flower + Ray: clients share synthetic sets; baselines"),
     "audit": (cmd_audit, "membership-inference audit of each sharing pipeline with whole-pipeline shadow runs"),
 }

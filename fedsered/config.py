@@ -231,6 +231,44 @@ class PrivacyConfig(_Section):
 FederatedPipeline = Literal["synthetic", "raw_sharing", "random_subset", "fedavg", "dp_fedavg", "pooled"]
 
 
+class SweepConfig(_Section):
+    """The privacy–utility sweep (``fedsered sweep``): every ε × method × seed distils the training split once.
+
+    ``"inf"`` in ``epsilons`` is the non-DP method. ``baselines`` (real-example selections, no DP mechanism) and the
+    full-data model are scored once per seed as reference lines.
+    """
+
+    epsilons: tuple[float | Literal["inf"], ...] = Field(
+        (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, "inf"), description="per-release epsilons; 'inf' = no DP"
+    )
+    methods: tuple[Literal["gm", "dm", "mtt"], ...] = ("dm", "gm")
+    seeds: tuple[int, ...] = Field((0, 1, 2), description="seeds of distillation and evaluation (one cell each)")
+    ipc: int = Field(10, ge=1, le=100000, description="synthetic examples per class")
+    baselines: tuple[Literal["random", "herding"], ...] = Field(("random",), description="non-DP reference sets")
+    full_data: bool = Field(True, description="also train on the whole real training split (reference line)")
+    metric: Literal["uar_fixed_init", "uar_random_init"] = Field(
+        "uar_fixed_init", description="the UAR plotted (uar_random_init needs distill.eval_random_inits >= 1)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inf(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("epsilons"), list | tuple):
+            data = {**data, "epsilons": ["inf" if e == float("inf") else e for e in data["epsilons"]]}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> SweepConfig:
+        if not self.epsilons or not self.methods or not self.seeds:
+            raise ValueError("epsilons, methods and seeds must be non-empty")
+        bad = [e for e in self.epsilons if e != "inf" and not 0.0 < e < float("inf")]
+        if bad:
+            raise ValueError(f"epsilons must be finite and > 0, or 'inf' for no DP; got {bad}")
+        if len(set(self.seeds)) != len(self.seeds) or len(set(self.epsilons)) != len(self.epsilons):
+            raise ValueError("epsilons and seeds must not repeat")
+        return self
+
+
 class FederationConfig(_Section):
     """Simulated IoT clients, the server's aggregation, the baselines and the Flower/Ray runtime.
 
@@ -325,6 +363,7 @@ class Config(_Section):
     train: TrainConfig = TrainConfig()
     distill: DistillConfig = DistillConfig()
     privacy: PrivacyConfig = PrivacyConfig()
+    sweep: SweepConfig = SweepConfig()
     federation: FederationConfig = FederationConfig()
     audit: AuditConfig = AuditConfig()
     output: OutputConfig = OutputConfig()

@@ -3,13 +3,13 @@ through Opacus, and ``distil(..., privacy=...)`` carrying an ε that an independ
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from opacus.accountants.analysis import rdp as rdp_analysis
+from test_distill import _one_thread  # noqa: F401  (autouse: one torch thread)
 from torch import nn
 
 from fedsered.config import DistillConfig, ModelConfig, PrivacyConfig
@@ -41,14 +41,6 @@ def toy(n: int, seed: int) -> FeatureSet:
     x = r.normal(size=(n, *SHAPE)).astype(np.float32)
     x[np.arange(n), 0, y * 4] += 2.0
     return FeatureSet(x, y, np.array(["s"] * n), np.array([f"u{i}" for i in range(n)]))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _net() -> tuple[nn.Module, dict[str, torch.Tensor]]:

@@ -20,6 +20,9 @@ from fedsered.distill.api import distil
 from fedsered.distill.evaluate import eval_train_config, evaluate_set
 from fedsered.distill.synthetic_set import save_set
 from fedsered.models.build import fixed_init_state
+from fedsered.privacy.accountant import privacy_object, releases_of
+from fedsered.privacy.client import client_privacy
+from fedsered.privacy.plan import sample_rate_and_steps
 from fedsered.seeding import int_seed
 from fedsered.training.train import evaluate, train_model
 
@@ -67,9 +70,12 @@ def run_distill(
              "emotions": [str, ...], "n_train": int, "n_test": int, "seed": int}
 
         where ``ROW = {"ipc": int, "uar_fixed_init": float, "uar_random_init": float, "uar_random_init_std": float,
-        "seconds": float, "set": "sets/<method>_ipc<ipc>"}`` (``set`` is relative to ``out_dir``; the random-init
-        mean and std are ``None`` when ``distill.eval_random_inits`` is 0). Methods and IPCs keep config order;
-        repeats are run once.
+        "seconds": float, "set": "sets/<method>_ipc<ipc>"[, "privacy": P]}`` (``set`` is relative to
+        ``out_dir``; the random-init mean and std are ``None`` when ``distill.eval_random_inits`` is 0). With
+        ``privacy.enabled`` each row has ``privacy``, ``P`` being its set's privacy object (one release at
+        ``privacy.target_epsilon``), and the top level gains ``"privacy"``: the accountant's composition of every
+        row's release (all sets come from the same training split, so publishing them all costs that ε). Methods
+        and IPCs keep config order; repeats are run once.
     """
     out_dir = Path(out_dir)
     n_classes = data.n_classes
@@ -80,6 +86,12 @@ def run_distill(
     eval_cfg = eval_train_config(cfg.distill, cfg.train)
     eval_seed = int_seed(cfg.seed, "distill/eval")
 
+    privacy = client_privacy(cfg.privacy, client_id=None, n_local=len(data.train))
+    if privacy is not None:  # fail before any training: selection methods have no DP mechanism
+        for method in methods:
+            sample_rate_and_steps(
+                method, cfg=cfg.distill, privacy=privacy, n_local=len(data.train), n_classes=n_classes
+            )
     cb = (lambda done, total: progress("full-data training", done, total)) if progress else None
     model = train_model(
         data.train.x, data.train.y, model_cfg=cfg.model, train_cfg=cfg.train, n_classes=n_classes,
@@ -99,7 +111,7 @@ def run_distill(
         s = distil(
             data.train, method=method, ipc=ipc, cfg=cfg.distill, model_cfg=cfg.model, n_classes=n_classes,
             init_state=theta0, seed=int_seed(cfg.seed, f"distill/{method}/{ipc}"), progress=step_cb,
-            features=features, client_id=None,
+            features=features, client_id=None, privacy=privacy,
         )  # fmt: skip
         seconds = time.perf_counter() - start
         stem = set_stem(method, ipc)
@@ -116,10 +128,12 @@ def run_distill(
             "seconds": float(seconds),
             "set": stem,
         }
+        if privacy is not None:
+            by_ipc[str(ipc)][method]["privacy"] = s.meta["privacy"]
     if progress is not None:
         progress("distilling", len(jobs), len(jobs))
 
-    return {
+    result: dict[str, Any] = {
         "full_data_uar": full_data_uar,
         "methods": dict(by_ipc[str(ipcs[0])]),
         "by_ipc": by_ipc,
@@ -128,3 +142,7 @@ def run_distill(
         "n_test": len(data.test),
         "seed": int(cfg.seed),
     }
+    if privacy is not None:  # every set is a release on the same training split: publishing all composes them
+        releases = [r for rows in by_ipc.values() for row in rows.values() for r in releases_of(row["privacy"])]
+        result["privacy"] = privacy_object(releases, delta=privacy.delta, accountant=privacy.accountant)
+    return result
