@@ -1,7 +1,8 @@
 """The audited targets: a target name → one run of a federated pipeline on given client data → what the adversary sees.
 
-Names: ``raw_sharing``, ``random_subset``, ``pooled``, ``fedavg``, ``dp_fedavg``, ``synthetic_<method>`` (e.g.
-``synthetic_dm``) and ``synthetic_<method>_dp_eps<E>`` (DP synthetic sharing at per-release ε = E). A run executes
+Names: ``raw_sharing``, ``random_subset``, ``pooled``, ``fedavg``, ``dp_fedavg`` (at ``privacy.target_epsilon``),
+``dp_fedavg_eps<E>``, ``synthetic_<method>`` (e.g. ``synthetic_dm``) and ``synthetic_<method>_dp_eps<E>`` (DP
+synthetic sharing at per-release ε = E). A run executes
 ``fedsered.federation.run_pipeline`` — the same client and server functions as the Flower App, so the audit measures
 exactly the federated pipelines. Where that module is absent (a build without the federation stream) a thin adapter
 calls ``distil`` / ``train_model`` / ``evaluate`` directly for the set-sharing pipelines; ``TargetRun.backend`` says
@@ -24,7 +25,9 @@ from fedsered.errors import ConfigError
 
 METHODS = ("random", "herding", "gm", "dm", "mtt")
 _PLAIN = ("raw_sharing", "random_subset", "pooled", "fedavg", "dp_fedavg")
-_SYNTHETIC = re.compile(r"^synthetic_(?P<method>[a-z]+)(?:_dp_eps(?P<eps>[0-9]+(?:\.[0-9]+)?))?$")
+_EPS = r"(?P<eps>[0-9]+(?:\.[0-9]+)?)"
+_SYNTHETIC = re.compile(rf"^synthetic_(?P<method>[a-z]+)(?:_dp_eps{_EPS})?$")
+_DP_FEDAVG = re.compile(rf"^dp_fedavg_eps{_EPS}$")
 
 
 @dataclass(frozen=True)
@@ -52,16 +55,23 @@ def parse_target(name: str) -> TargetSpec:
     """Parse a target name; raises ``ConfigError`` naming ``audit.pipelines`` and the accepted forms."""
     if name in _PLAIN:
         return TargetSpec(name=name, pipeline=name)
+    if fed := _DP_FEDAVG.match(name):
+        return TargetSpec(name=name, pipeline="dp_fedavg", dp_epsilon=_positive(name, fed["eps"]))
     match = _SYNTHETIC.match(name)
     if match and match["method"] in METHODS:
-        eps = float(match["eps"]) if match["eps"] else None
-        if eps is not None and eps <= 0:
-            raise ConfigError(f"audit.pipelines: {name!r}: the DP epsilon must be > 0")
+        eps = _positive(name, match["eps"]) if match["eps"] else None
         return TargetSpec(name=name, pipeline="synthetic", method=match["method"], dp_epsilon=eps)
     raise ConfigError(
         f"audit.pipelines: unknown target {name!r}; expected one of {', '.join(_PLAIN)}, synthetic_<method> or "
-        f"synthetic_<method>_dp_eps<E> with method in {', '.join(METHODS)}"
+        f"synthetic_<method>_dp_eps<E> with method in {', '.join(METHODS)}, or dp_fedavg_eps<E>"
     )
+
+
+def _positive(name: str, text: str) -> float:
+    eps = float(text)
+    if eps <= 0:
+        raise ConfigError(f"audit.pipelines: {name!r}: the DP epsilon must be > 0")
+    return eps
 
 
 def target_config(cfg: Config, spec: TargetSpec) -> Config:

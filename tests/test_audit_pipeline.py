@@ -24,6 +24,8 @@ from privacy_audits.evaluate import attack_scores, target_metrics
 from privacy_audits.metrics import roc, tpr_at_fpr
 from privacy_audits.shadows import make_plan, run_shadows
 
+PLAIN = ("raw_sharing", "random_subset", "fedavg")
+DP = ("synthetic_dm_dp_eps0.5", "dp_fedavg_eps0.5")
 TINY = [
     "data.embedded.n_speakers=10", "data.embedded.utterances_per_emotion=3", "data.embedded.duration_s=[0.8,1.0]",
     "features.n_mels=16", "features.segment_s=1.0", "model.name=cnn_iot", "model.width=8", "train.epochs=8",
@@ -48,7 +50,7 @@ def audit_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("audit")
     out = tmp / "run"
     args = [f"--set={s}" for s in TINY] + [f"--set=features.cache_dir={tmp / 'cache'}"]
-    args += ["--set=audit.pipelines=[raw_sharing,random_subset,fedavg]"]
+    args += ["--set=audit.pipelines=[raw_sharing,random_subset,fedavg,synthetic_dm_dp_eps0.5,dp_fedavg_eps0.5]"]
     assert main(["audit", "none.yaml", *args, "--out", str(out)]) == 2  # a missing config file: one-line error
     cfg_file = tmp / "audit.yaml"
     cfg_file.write_text("seed: 0\n", encoding="utf-8")
@@ -58,12 +60,12 @@ def audit_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_results_contract(audit_run: Path) -> None:
     res = json.loads((audit_run / "results.json").read_text(encoding="utf-8"))
-    assert set(res["pipelines"]) == {"raw_sharing", "random_subset", "fedavg"}
-    for r in res["pipelines"].values():
+    assert set(res["pipelines"]) == {*PLAIN, *DP}
+    for name, r in res["pipelines"].items():
         assert isinstance(r["uar"], float) and 0.0 <= r["uar"] <= 1.0
         assert 0.0 <= r["auc"] <= 1.0
         assert set(r["tpr_at_fpr"]) == {"0.001", "0.01"}
-        assert r["epsilon_accounted"] is None and r["epsilon_lower_bound"] >= 0.0
+        assert (r["epsilon_accounted"] is None) == (name in PLAIN) and r["epsilon_lower_bound"] >= 0.0
         assert isinstance(r["bytes_up_total"], int) and r["bytes_up_total"] > 0
     # the pipelines that share examples are attacked on the shared set too; FedAvg shares none
     assert "dcr_feature" in res["pipelines"]["raw_sharing"]["attacks"]
@@ -75,6 +77,16 @@ def test_results_contract(audit_run: Path) -> None:
             assert score.shape == member.shape == (18 * 4,)
             assert member.dtype == bool and member.sum() == 18 * 2
             assert "score_loss" in z.files and "canary_score_lira_online" in z.files
+
+
+def test_dp_lower_bound_never_exceeds_accounted_epsilon(audit_run: Path) -> None:
+    """The audit's ε lower bound (max over attacks and canaries) stays below the accountant's ε for the DP pipelines,
+    while the same audit certifies more than that ε against raw sharing (so the check has teeth)."""
+    res = json.loads((audit_run / "results.json").read_text(encoding="utf-8"))["pipelines"]
+    for name in DP:
+        assert res[name]["epsilon_accounted"] == pytest.approx(0.5, rel=0.05)
+        assert res[name]["epsilon_lower_bound"] <= res[name]["epsilon_accounted"], name
+    assert res["raw_sharing"]["epsilon_lower_bound"] > 0.5
 
 
 def test_exact_copy_in_raw_shared_set_found_at_tpr1_fpr0(audit_run: Path) -> None:
