@@ -1,0 +1,85 @@
+"""Regenerate the distillation table of RESULTS.md: ``fedsered distill`` over several seeds, aggregated.
+
+For each seed ``S`` it runs ``fedsered distill CONFIG --set seed=S --out OUT/seedS`` (skipped when that folder already
+holds a ``results.json``: a half-finished table resumes), then prints a Markdown table over seeds: for each method and
+IPC the fixed-initialisation UAR (mean ± std over seeds), the random-initialisation UAR (mean over seeds of each
+seed's mean over ``distill.eval_random_inits`` initialisations ± std over seeds), the share of the full-data UAR, and
+the paired difference to the random subset of the same seed and IPC (mean ± std over seeds). The seed changes the
+corpus, the speaker split and every stream, so the paired column is the one that separates methods.
+
+Run: ``.venv/bin/python benchmarks/distill_table.py --seeds 0 1 2`` (writes ``OUT/table.md`` too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedsered.io import atomic_write_text
+
+
+def run_seed(config: str, seed: int, out: Path) -> dict[str, Any]:
+    """The ``results.json`` of one seed, running ``fedsered distill`` unless it is already there."""
+    results = out / "results.json"
+    if not results.exists():
+        cmd = [sys.executable, "-m", "fedsered.cli", "distill", config, "--set", f"seed={seed}", "--out", str(out)]
+        print("$", " ".join(cmd), file=sys.stderr, flush=True)
+        subprocess.run(cmd, check=True)
+    loaded: dict[str, Any] = json.loads(results.read_text(encoding="utf-8"))
+    return loaded
+
+
+def _ms(values: list[float], digits: int = 3) -> str:
+    a = np.asarray(values, dtype=float)
+    return f"{a.mean():.{digits}f} ± {a.std():.{digits}f}"
+
+
+def table(runs: dict[int, dict[str, Any]]) -> str:
+    """Markdown table over seeds (see the module docstring for the columns)."""
+    seeds = sorted(runs)
+    full = [runs[s]["full_data_uar"] for s in seeds]
+    first = runs[seeds[0]]
+    lines = [
+        f"Seeds {', '.join(map(str, seeds))}; full-data UAR (θ₀, all {first['n_train']} training utterances): "
+        f"{_ms(full)}.",
+        "",
+        "| method | IPC | UAR θ₀ (fixed init) | UAR random init | % of full data (θ₀) "
+        "| Δ vs random subset (θ₀, paired) | distil seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for ipc, rows in first["by_ipc"].items():
+        for method in rows:
+            cells = [runs[s]["by_ipc"][ipc][method] for s in seeds]
+            fixed = [c["uar_fixed_init"] for c in cells]
+            rand = [c["uar_random_init"] for c in cells if c["uar_random_init"] is not None]
+            share = [f / u for f, u in zip(fixed, full, strict=True)]
+            delta = [c["uar_fixed_init"] - runs[s]["by_ipc"][ipc]["random"]["uar_fixed_init"] for s, c in
+                     zip(seeds, cells, strict=True)] if "random" in rows else []  # fmt: skip
+            seconds = np.mean([c["seconds"] for c in cells])
+            lines.append(
+                f"| {method} | {ipc} | {_ms(fixed)} | {_ms(rand) if rand else '–'} | {100 * np.mean(share):.0f}% "
+                f"| {_ms(delta) if delta and method != 'random' else '–'} | {seconds:.0f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--config", default="configs/distill_table.yaml")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=Path("runs/distill_table"))
+    args = parser.parse_args()
+    runs = {s: run_seed(args.config, s, args.out / f"seed{s}") for s in args.seeds}
+    text = table(runs)
+    atomic_write_text(args.out / "table.md", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
