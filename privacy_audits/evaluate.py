@@ -2,8 +2,10 @@
 
 Every run in turn is the target, the others its shadows (leave-one-out), so a target with R runs and n audited
 examples gives ``n × R`` (score, member) pairs per attack. The headline of a target is its strongest attack by TPR at
-the largest configured FPR; its ε lower bound is the largest over the attacks, each computed at significance
-``alpha / attacks`` (Bonferroni), so taking the maximum keeps the stated confidence.
+the largest configured FPR; the ε lower bound's threshold is chosen on the even-numbered runs and certified on
+the odd-numbered ones; a target's bound is the largest over the attacks, each computed at significance
+``alpha / (attacks × example groups)`` (Bonferroni; groups: audited utterances, canaries), so taking the maximum keeps
+the stated confidence.
 """
 
 from __future__ import annotations
@@ -51,11 +53,16 @@ def attack_scores(runs: list[ShadowOutput], plan: AuditPlan, cfg: AuditConfig) -
     return TargetScores(scores=scores, member=m, is_canary=plan.is_canary)
 
 
-def _metrics(scores: dict[str, np.ndarray], member: np.ndarray, rows: np.ndarray, cfg: AuditConfig) -> dict[str, Any]:
-    alpha = cfg.alpha / len(scores)
+def _metrics(
+    scores: dict[str, np.ndarray], member: np.ndarray, rows: np.ndarray, cfg: AuditConfig, *, tests: int
+) -> dict[str, Any]:
+    alpha = cfg.alpha / tests
+    even_runs = np.broadcast_to(np.arange(member.shape[1]) % 2 == 0, member.shape)[rows].ravel()
     out = {}
     for name, s in scores.items():
-        out[name] = summarise(s[rows].ravel(), member[rows].ravel(), fprs=cfg.fpr, delta=cfg.delta, alpha=alpha)
+        out[name] = summarise(
+            s[rows].ravel(), member[rows].ravel(), fprs=cfg.fpr, delta=cfg.delta, alpha=alpha, select=even_runs
+        )
     return out
 
 
@@ -63,10 +70,11 @@ def target_metrics(ts: TargetScores, runs: list[ShadowOutput], cfg: AuditConfig)
     """The results.json entry of one target: utility, cost, the headline attack and every attack's metrics, on the
     real audited utterances and (separately) on the canaries."""
     real = ~ts.is_canary
-    attacks = _metrics(ts.scores, ts.member, real, cfg)
+    tests = len(ts.scores) * (2 if ts.is_canary.any() else 1)  # every ε bound the headline maximum is taken over
+    attacks = _metrics(ts.scores, ts.member, real, cfg, tests=tests)
     key = str(max(cfg.fpr))
     head = max(attacks, key=lambda a: (attacks[a]["tpr_at_fpr"][key], attacks[a]["auc"]))
-    canaries = _metrics(ts.scores, ts.member, ts.is_canary, cfg) if ts.is_canary.any() else {}
+    canaries = _metrics(ts.scores, ts.member, ts.is_canary, cfg, tests=tests) if ts.is_canary.any() else {}
     eps_acc = [o.epsilon_accounted for o in runs if o.epsilon_accounted is not None]
     uars = np.array([o.uar for o in runs])
     lb_all = [v["epsilon_lower_bound"] for v in attacks.values()] + [

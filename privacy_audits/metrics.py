@@ -180,12 +180,19 @@ def epsilon_lower_bound(
 
 
 def summarise(
-    score: np.ndarray, member: np.ndarray, *, fprs: tuple[float, ...], delta: float, alpha: float
+    score: np.ndarray,
+    member: np.ndarray,
+    *,
+    fprs: tuple[float, ...],
+    delta: float,
+    alpha: float,
+    select: np.ndarray | None = None,
 ) -> dict[str, object]:
     """Every metric of one attack: ``auc``, ``advantage``, ``tpr_at_fpr`` (keys as ``str(fpr)``),
-    ``epsilon_lower_bound`` (and its details under ``epsilon_lb``), ``n_in``, ``n_out``."""
+    ``epsilon_lower_bound`` (and its details under ``epsilon_lb``; ``select`` as in ``epsilon_lower_bound``),
+    ``n_in``, ``n_out``."""
     curve = roc(score, member)
-    lb = epsilon_lower_bound(score, member, delta=delta, alpha=alpha)
+    lb = epsilon_lower_bound(score, member, delta=delta, alpha=alpha, select=select)
     return {
         "auc": auc(curve),
         "advantage": advantage(curve),

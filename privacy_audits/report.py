@@ -131,9 +131,10 @@ def _notes(results: dict[str, Any]) -> list[str]:
         "audited like the utterances; their metrics are reported apart.",
         f"Population (RMIA z samples): {s['population']} utterances of speakers in no run.",
         "Headline attack per pipeline: the attack with the highest TPR at the largest reported FPR. ε lower bound: "
-        f"Clopper–Pearson at significance {s['alpha']} split over all attacks (Bonferroni), threshold chosen on one "
-        f"half of the pairs and certified on the other, δ = {s['delta']}; maximum over attacks and canaries. Pairs "
-        "of one utterance across runs are not independent, so treat the interval as indicative.",
+        f"Clopper–Pearson at significance {s['alpha']} split over all attacks and both example groups (Bonferroni), "
+        f"threshold chosen on the even-numbered runs' pairs and certified on the odd-numbered runs' pairs, "
+        f"δ = {s['delta']}; maximum over attacks and canaries. Pairs of one utterance across runs are not "
+        "independent, so treat the interval as indicative.",
         "Privacy gain (Stadler et al.): advantage of raw sharing minus the pipeline's advantage (headline attacks).",
     ]
 
