@@ -20,9 +20,11 @@ import pytest
 from fedsered.cli import main
 from fedsered.config import Config, load_config
 from fedsered.data.dataset import Dataset, build_dataset
+from fedsered.errors import ConfigError
 from privacy_audits.evaluate import attack_scores, target_metrics
 from privacy_audits.metrics import roc, tpr_at_fpr
-from privacy_audits.shadows import make_plan, run_shadows
+from privacy_audits.shadows import make_plan, run_clients, run_shadows
+from privacy_audits.targets import parse_target
 
 PLAIN = ("raw_sharing", "random_subset", "fedavg")
 DP = ("synthetic_dm_dp_eps0.5", "dp_fedavg_eps0.5")
@@ -174,3 +176,35 @@ def test_ray_runs_match_sequential_and_clean_up(tiny_data: tuple[Config, Dataset
         if time.monotonic() > deadline:
             pytest.fail(f"Ray processes left running: {left}")
         time.sleep(0.5)
+
+
+def test_plan_puts_each_audited_example_in_half_the_runs(tiny_data: tuple[Config, Dataset]) -> None:
+    cfg, data = tiny_data
+    cfg = cfg.model_copy(update={"audit": cfg.audit.model_copy(update={"canary_copies": 3})})
+    plan = make_plan(cfg, data)
+    assert len(plan.audited) == 3 * 6 + 2 and plan.is_canary.sum() == 2
+    assert (plan.member.sum(axis=1) == 2).all()
+    population_speakers = set(plan.population.speaker.tolist())
+    assert population_speakers.isdisjoint(set(np.concatenate([p.speaker for p in plan.fixed.values()]).tolist()))
+    for r in range(plan.runs):
+        clients = run_clients(plan, r)
+        ids = np.concatenate([c.utterance_id for c in clients.values()])
+        for i, uid in enumerate(plan.audited.utterance_id):
+            expected = (3 if plan.is_canary[i] else 1) if plan.member[i, r] else 0
+            assert int((ids == uid).sum()) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "pipeline", "method", "eps"),
+    [("raw_sharing", "raw_sharing", None, None), ("synthetic_mtt", "synthetic", "mtt", None),
+     ("synthetic_dm_dp_eps8", "synthetic", "dm", 8.0), ("dp_fedavg_eps0.5", "dp_fedavg", None, 0.5)],
+)  # fmt: skip
+def test_parse_target(name: str, pipeline: str, method: str | None, eps: float | None) -> None:
+    spec = parse_target(name)
+    assert (spec.pipeline, spec.method, spec.dp_epsilon) == (pipeline, method, eps)
+
+
+@pytest.mark.parametrize("name", ["synthetic_foo", "raw", "synthetic_dm_dp_eps0", "dp_fedavg_eps"])
+def test_bad_target_is_one_config_error(name: str) -> None:
+    with pytest.raises(ConfigError, match=r"audit\.pipelines"):
+        parse_target(name)
