@@ -12,7 +12,8 @@ stays within minutes: the embedded corpus at 12 speakers × 60 utterances split 
 - server compute: the server's data build plus aggregation, training and scoring;
 - Flower/Ray overhead = wall − client compute (parallel) − server compute, and its share of the wall time;
 - peak RSS of the process tree (this process, Ray's daemons, the actors; sampled every 0.2 s) and CPU seconds of
-  the tree.
+  the tree; the same overhead split in CPU seconds (tree CPU − clients' CPU for data load and distillation − the
+  server thread's CPU for data, aggregation and training), which a machine shared with other jobs does not distort.
 
 Run: ``.venv/bin/python benchmarks/scaling.py`` (``--clients 8 64`` for fewer sizes; ``--out DIR`` for the runs).
 """
@@ -92,12 +93,20 @@ def measure(n: int, *, out: Path, cfg_base: list[str]) -> dict[str, Any]:
     client_work = sum((c["seconds"] or 0.0) + (c["setup_seconds"] or 0.0) for c in ok)
     server = res["phases"]["data_seconds"] + sum(r.get("server_seconds", 0.0) for r in res["rounds"])
     overhead = wall - client_work / actors - server
+    # the same split in CPU seconds (what a shared machine does not distort): the tree's CPU minus the clients' and
+    # the server's own work
+    client_cpu = sum((c["cpu_seconds"] or 0.0) + (c.get("setup_cpu_seconds") or 0.0) for c in ok)
+    server_cpu = res["phases"].get("data_cpu_seconds", 0.0)
+    server_cpu += sum(r.get("server_cpu_seconds", 0.0) for r in res["rounds"])
+    overhead_cpu = tree.cpu - client_cpu - server_cpu
     return {
         "clients": n, "ok": len(ok), "wall_s": wall, "wall_per_client_ms": 1000 * wall / n,
         "client_work_s": client_work, "client_work_parallel_s": client_work / actors, "server_s": server,
         "overhead_s": overhead, "overhead_share": overhead / wall, "peak_tree_rss_mb": tree.peak_rss / 2**20,
         "tree_cpu_s": tree.cpu, "actors": actors, "global_uar": res["global_uar"],
-        "leftover_pids": runtime["leftover_pids"],
+        "leftover_pids": runtime["leftover_pids"], "client_cpu_s": client_cpu, "server_cpu_s": server_cpu,
+        "overhead_cpu_s": overhead_cpu, "overhead_cpu_share": overhead_cpu / tree.cpu if tree.cpu else None,
+        "cpu_per_client_s": tree.cpu / n,
     }  # fmt: skip
 
 
@@ -117,12 +126,13 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     print()
     head = f"{'clients':>7} {'wall s':>7} {'ms/client':>9} {'client work s':>13} {'server s':>8} {'overhead s':>10} " \
-           f"{'share':>6} {'peak tree MB':>12} {'tree CPU s':>10}"  # fmt: skip
+           f"{'share':>6} {'peak tree MB':>12} {'tree CPU s':>10} {'CPU overhead':>12} {'share':>6}"  # fmt: skip
     print(head)
     for r in rows:
         print(f"{r['clients']:>7} {r['wall_s']:>7.1f} {r['wall_per_client_ms']:>9.0f} {r['client_work_s']:>13.1f} "
               f"{r['server_s']:>8.1f} {r['overhead_s']:>10.1f} {r['overhead_share']:>6.0%} "
-              f"{r['peak_tree_rss_mb']:>12.0f} {r['tree_cpu_s']:>10.1f}")  # fmt: skip
+              f"{r['peak_tree_rss_mb']:>12.0f} {r['tree_cpu_s']:>10.1f} {r['overhead_cpu_s']:>12.1f} "
+              f"{r['overhead_cpu_share']:>6.0%}")  # fmt: skip
     if len(rows) > 1:
         a, b = rows[0], rows[-1]
         print(f"\n{b['clients'] / a['clients']:.0f}x the clients: {b['wall_s'] / a['wall_s']:.2f}x the wall time, "

@@ -85,9 +85,9 @@ def query_partition(msg: Message, context: Context) -> Message:
 
 def share(msg: Message, context: Context) -> Message:
     cfg, instr = instruction_config(msg)
-    setup = time.perf_counter()
+    setup, setup_cpu = time.perf_counter(), time.process_time()
     data = local_data(cfg)
-    setup = time.perf_counter() - setup
+    setup, setup_cpu = time.perf_counter() - setup, time.process_time() - setup_cpu
     k = partition_of(context, data)
     cid, part = client_id(k), data.client(k)
     ledger_dir = str(instr.get("ledger-dir", "") or "")
@@ -101,7 +101,7 @@ def share(msg: Message, context: Context) -> Message:
     metrics: dict[str, MetricRecordValues] = {
         "partition-id": k, "n-local": len(part), "seconds": time.perf_counter() - start,
         "cpu-seconds": time.process_time() - cpu, "peak-rss-mb": peak_rss_mb(), "bytes": payload_bytes(s),
-        "setup-seconds": setup,
+        "setup-seconds": setup, "setup-cpu-seconds": setup_cpu,
     }  # fmt: skip
     privacy = s.meta.get("privacy")
     if isinstance(privacy, dict):

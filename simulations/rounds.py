@@ -186,6 +186,7 @@ def collect(
             peak_rss_mb=metrics.get("peak-rss-mb"), privacy=spent[cid],
             n_local=int(metrics["n-local"]) if "n-local" in metrics else None, round=round_,
             cpu_seconds=metrics.get("cpu-seconds"), setup_seconds=metrics.get("setup-seconds"),
+            setup_cpu_seconds=metrics.get("setup-cpu-seconds"),
         )  # fmt: skip
         records.append(accepted)
     return sets, records

@@ -38,6 +38,7 @@ class ClientRecord:
         round: the round (1-based).
         cpu_seconds: the client's CPU seconds for the reply (its process).
         setup_seconds: seconds the client spent loading its data for this reply (0 when already loaded).
+        setup_cpu_seconds: CPU seconds of that loading.
     """
 
     id: str
@@ -51,6 +52,7 @@ class ClientRecord:
     round: int = 1
     cpu_seconds: float | None = None
     setup_seconds: float | None = None
+    setup_cpu_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
