@@ -198,3 +198,12 @@ def test_dp_refuses_methods_without_a_mechanism() -> None:
     with pytest.raises(ConfigError, match="'random' has no DP mechanism"):
         distil(data, method="random", ipc=2, cfg=CFG, model_cfg=MODEL, n_classes=N_CLASSES, init_state=None,
                seed=0, privacy=pv)  # fmt: skip
+
+
+def test_a_budget_too_small_for_the_steps_is_a_config_error_naming_the_key() -> None:
+    data = toy(30, 6)
+    cfg = PrivacyConfig(enabled=True, clients={"4": {"target_epsilon": 1e-7}})
+    pv = client_privacy(cfg, client_id="4", n_local=len(data))
+    with pytest.raises(ConfigError, match=r"privacy\.clients\.4\.target_epsilon: 1e-07 for client 4 .* dm's 4 steps"):
+        distil(data, method="dm", ipc=1, cfg=CFG, model_cfg=MODEL, n_classes=N_CLASSES, init_state=None, seed=0,
+               privacy=pv)  # fmt: skip

@@ -112,8 +112,9 @@ def distil(
         Under DP ``privacy`` is ``privacy_object([release])`` plus ``max_grad_norm`` and ``target_epsilon``.
 
     Raises:
-        ConfigError: unknown method or ``ipc < 1``; a method without DP mechanism under ``privacy``.
-        PrivacyBudgetError: the target ε cannot be met, or the ledger refuses the release.
+        ConfigError: unknown method or ``ipc < 1``; under ``privacy``, a method without DP mechanism or a target ε
+            too small for the method's steps.
+        PrivacyBudgetError: the ledger refuses the release (it would exceed the client's budget).
         DataError: the client holds no example, or labels outside ``[0, n_classes)``.
         PayloadError: the result is not a valid set (e.g. diverged to non-finite values).
     """

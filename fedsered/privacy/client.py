@@ -28,6 +28,7 @@ class ClientPrivacy:
         budget_epsilon: total ε over all the client's releases (the ledger's cap).
         sample_rate: Poisson rate of real examples per gm/dm step, or ``None`` for the method's default.
         n_local: examples the client holds (what δ was checked against).
+        epsilon_key: the config key ``target_epsilon`` came from (named in errors).
     """
 
     client_id: str | None
@@ -38,6 +39,7 @@ class ClientPrivacy:
     budget_epsilon: float
     sample_rate: float | None
     n_local: int
+    epsilon_key: str = "privacy.target_epsilon"
 
 
 def default_delta(n_local: int) -> float:
@@ -103,6 +105,7 @@ def client_privacy(cfg: PrivacyConfig, *, client_id: str | None, n_local: int) -
         budget_epsilon=budget,
         sample_rate=cfg.sample_rate,
         n_local=int(n_local),
+        epsilon_key=key("target_epsilon"),
     )
 
 

@@ -20,13 +20,20 @@ import math
 from dataclasses import dataclass
 
 from fedsered.config import DistillConfig
-from fedsered.errors import ConfigError
+from fedsered.errors import ConfigError, PrivacyBudgetError
 from fedsered.privacy.accountant import calibrate_noise
 from fedsered.privacy.client import ClientPrivacy
 from fedsered.privacy.release import PrivacyRelease
 
 DP_METHODS: dict[str, str] = {"gm": "dp_gm_psg", "dm": "dp_dm", "mtt": "dp_sgd_experts"}
 """Distillation methods with a DP mechanism, and the mechanism's name in releases."""
+
+STEP_KEYS: dict[str, str] = {
+    "gm": "distill.gm_iterations x distill.gm_outer_loop",
+    "dm": "distill.dm_iterations",
+    "mtt": "distill.num_experts x distill.expert_train_epochs x ceil(n / distill.expert_batch)",
+}
+"""The config keys that set each mechanism's steps (named in errors)."""
 
 
 @dataclass(frozen=True)
@@ -81,14 +88,20 @@ def plan_dp(method: str, *, cfg: DistillConfig, privacy: ClientPrivacy, n_local:
     """The calibrated mechanism of ``method`` for one release at ``privacy.target_epsilon``.
 
     Raises:
-        ConfigError: ``method`` has no DP mechanism.
-        PrivacyBudgetError: the target ε cannot be met for these steps.
+        ConfigError: ``method`` has no DP mechanism, or the target ε cannot be met for its steps (names the key).
     """
     q, steps = sample_rate_and_steps(method, cfg=cfg, privacy=privacy, n_local=n_local, n_classes=n_classes)
-    sigma = calibrate_noise(
-        target_epsilon=privacy.target_epsilon, delta=privacy.delta, sample_rate=q, steps=steps,
-        accountant=privacy.accountant,
-    )  # fmt: skip
+    try:
+        sigma = calibrate_noise(
+            target_epsilon=privacy.target_epsilon, delta=privacy.delta, sample_rate=q, steps=steps,
+            accountant=privacy.accountant,
+        )  # fmt: skip
+    except PrivacyBudgetError as exc:
+        who = f"client {privacy.client_id}" if privacy.client_id is not None else "the training split"
+        raise ConfigError(
+            f"{privacy.epsilon_key}: {privacy.target_epsilon:g} for {who} is too small for {method}'s {steps} steps "
+            f"({STEP_KEYS[method]}) at sample rate {q:.4g}; raise it or take fewer steps ({exc})"
+        ) from None
     return DPSpec(
         mechanism=DP_METHODS[method], noise_multiplier=sigma, max_grad_norm=privacy.max_grad_norm, sample_rate=q,
         steps=steps,
