@@ -309,6 +309,10 @@ class FederationConfig(_Section):
     )
     node_wait_s: float = Field(120.0, gt=0.0, description="how long the server waits for the expected nodes")
     round_timeout_s: float = Field(900.0, gt=0.0, description="how long the server waits for the replies of a round")
+    discover_timeout_s: float = Field(
+        300.0, gt=0.0, description="how long the server waits for connected nodes to report their partition "
+        "(a node's first message pays its start-up: a Ray actor's process and imports)"
+    )
     # -- Ray (Flower's simulation engine)
     cpus_per_client: float = Field(1.0, gt=0.0, le=256.0, description="Ray CPUs reserved per virtual client")
     ray_num_cpus: int | None = Field(

@@ -77,8 +77,7 @@ def discover(grid: Grid, cfg: Config) -> Federation:
         )
     msgs = [Message(RecordDict(), dst_node_id=n, message_type="query.partition") for n in ids]
     nodes: dict[int, int] = {}
-    # the first message a node handles pays its start-up (imports; a Ray actor's process): the round timeout applies
-    for reply in grid.send_and_receive(msgs, timeout=fed.round_timeout_s):
+    for reply in grid.send_and_receive(msgs, timeout=fed.discover_timeout_s):
         if reply.has_error():
             continue
         value = reply.content.config_records[INSTRUCTION_KEY]["partition-id"]
