@@ -208,3 +208,14 @@ def test_dp_pipelines_account_every_release(tiny: tuple[Config, Dataset], tmp_pa
     assert fa["bytes_up_total"] == plain["bytes_up_total"]
     noisy, clean = fa["model"].state_dict(), plain["model"].state_dict()
     assert any(not torch.equal(noisy[k], clean[k]) for k in clean)
+
+
+def test_server_side_redistillation_to_a_target_size(tiny: tuple[Config, Dataset]) -> None:
+    cfg, data = tiny
+    sets = [_set([0, 0, 1, 1, 2], cid="client-0", shape=data.input_shape),
+            _set([0, 1, 2, 2, 2], cid="client-1", shape=data.input_shape)]  # fmt: skip
+    fed = cfg.federation.model_copy(update={"server_ipc": 1, "method": "random"})
+    agg = aggregate(sets, cfg=cfg.model_copy(update={"federation": fed}), n_classes=3, seed=0)
+    assert agg.y.tolist() == [0, 1, 2] and agg.meta["method"] == "union+random" and agg.meta["server_ipc"] == 1
+    union = {r.tobytes() for s in sets for r in s.x}
+    assert all(r.tobytes() in union for r in agg.x)  # random re-selection keeps real rows of the union
