@@ -157,6 +157,19 @@ def test_dp_sgd_through_opacus_uses_poisson_sampling_and_reports_its_release() -
     assert len(snaps) == 2
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert not hasattr(next(model.parameters()), "grad_sample") or next(model.parameters()).grad_sample is None
+    # empty Poisson batches (q = 1/4 over 4 examples: a third of the steps) still take their noisy step
+    tiny_x, tiny_y = data.x[:4], data.y[:4]
+    moved: list[float] = []
+    prev = [torch.cat([p.detach().flatten() for p in model.parameters()])]
+
+    def step(m: nn.Module) -> None:
+        now = torch.cat([p.detach().flatten() for p in m.parameters()])
+        moved.append(float((now - prev[0]).norm()))
+        prev[0] = now
+
+    release = train_dp_sgd(model, tiny_x, tiny_y, noise_multiplier=1.0, max_grad_norm=1.0, batch_size=1, steps=12,
+                           lr=0.1, seed=0, every=1, on_every=step)  # fmt: skip
+    assert release.steps == 12 and release.sample_rate == 0.25 and min(moved) > 0.5
 
 
 def _independent_epsilon(obj: dict[str, object]) -> float:

@@ -85,18 +85,21 @@ def train_dp_sgd(
     q = float(dp_loader.sample_rate)
     dp_model.train()
     done = 0
-    warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
-    while done < steps:
-        for xb, yb in dp_loader:
-            dp_opt.zero_grad(set_to_none=True)
-            if len(xb):
-                nn.functional.cross_entropy(dp_model(xb), yb).backward()
-            dp_opt.step()
-            done += 1
-            if every and on_every is not None and done % every == 0:
-                on_every(model)
-            if done == steps:
-                break
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
+        while done < steps:
+            for xb, yb in dp_loader:
+                dp_opt.zero_grad(set_to_none=True)
+                # an empty Poisson batch still takes a (pure-noise) step: the accountant counts every step; the
+                # summed loss of no example is 0 and gives Opacus zero per-sample gradients of batch size 0
+                reduction = "mean" if len(xb) else "sum"
+                nn.functional.cross_entropy(dp_model(xb), yb, reduction=reduction).backward()
+                dp_opt.step()
+                done += 1
+                if every and on_every is not None and done % every == 0:
+                    on_every(model)
+                if done == steps:
+                    break
     release = PrivacyRelease(mechanism=mechanism, noise_multiplier=float(noise_multiplier), sample_rate=q, steps=steps)
     history = [(float(s), float(r), int(k)) for s, r, k in engine.accountant.history]
     if history != [(release.noise_multiplier, q, steps)]:
