@@ -74,10 +74,10 @@ def train_dp_sgd(
     loader = DataLoader(
         TensorDataset(xt, yt), batch_size=max(1, -(-n // per_epoch)), generator=torch_generator(seed, "dp_sgd/sample")
     )
-    engine = PrivacyEngine(accountant=accountant)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "secure RNG turned off": seeded on purpose (a run is a function of its seed)
+        engine = PrivacyEngine(accountant=accountant)
         dp_model, dp_opt, dp_loader = engine.make_private(
             module=model, optimizer=opt, data_loader=loader, noise_multiplier=noise_multiplier,
             max_grad_norm=max_grad_norm, poisson_sampling=True, noise_generator=torch_generator(seed, "dp_sgd/noise"),
