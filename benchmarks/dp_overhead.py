@@ -8,8 +8,8 @@ q = batch_real × classes / n):
 - gm: real per-class gradients (plain autograd on the class batch) vs PSG (per-example ``vmap(grad)`` gradients of the
   matched parameters, clipped, summed per class, noised), then the same synthetic gradient, distance and backward;
 - dm: real per-class mean embeddings vs clipped per-example embeddings with a count coordinate, noisy per-class sums;
-- mtt experts: one plain SGD step vs one Opacus DP-SGD step (hooks per-sample gradients, clipping, noise) at
-  ``expert_batch``.
+- mtt experts: one plain SGD step vs one Opacus DP-SGD step (per-example gradients by ``train_dp_sgd``'s engine,
+  ``GRAD_SAMPLE_MODE``: expanded weights; clipping, noise) at ``expert_batch``.
 
 Times are CPU seconds of this process (``time.process_time``, median of ``--repeats``) on one torch thread, so a shared
 machine changes them less than wall time. Target: DP/non-DP ≤ 2× (stretch 1.5×).
@@ -37,6 +37,7 @@ from fedsered.distill.dm import _PrivateMeans, dm_loss, dp_dm_loss
 from fedsered.distill.gm import gm_loss
 from fedsered.distill.networks import frozen_net, no_dropout
 from fedsered.models import build_model, fixed_init_state
+from fedsered.privacy.dpsgd import GRAD_SAMPLE_MODE
 from fedsered.privacy.gaussian import poisson_sample
 from fedsered.privacy.plan import DPSpec
 from fedsered.privacy.psg import private_class_gradients
@@ -142,7 +143,7 @@ def expert_steps(
         warnings.simplefilter("ignore")
         dp_model, dp_opt, dp_loader = PrivacyEngine(accountant="rdp").make_private(
             module=dp, optimizer=torch.optim.SGD(dp.parameters(), lr=0.01), data_loader=loader,
-            noise_multiplier=1.0, max_grad_norm=1.0, poisson_sampling=True,
+            noise_multiplier=1.0, max_grad_norm=1.0, poisson_sampling=True, grad_sample_mode=GRAD_SAMPLE_MODE,
         )  # fmt: skip
     batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = iter(())
 
