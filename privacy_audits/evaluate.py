@@ -66,37 +66,43 @@ def _metrics(
     return out
 
 
-def target_metrics(ts: TargetScores, runs: list[ShadowOutput], cfg: AuditConfig) -> dict[str, Any]:
-    """The results.json entry of one target: utility, cost, the headline attack and every attack's metrics, on the
-    real audited utterances and (separately) on the canaries."""
+def attack_metrics(ts: TargetScores, cfg: AuditConfig) -> dict[str, Any]:
+    """The attack part of a target's results: headline (``auc``, ``tpr_at_fpr``, ``advantage``,
+    ``headline_attack``), ``epsilon_lower_bound``, and every attack's metrics on the real audited utterances
+    (``attacks``) and on the canaries (``canaries``)."""
     real = ~ts.is_canary
     tests = len(ts.scores) * (2 if ts.is_canary.any() else 1)  # every ε bound the headline maximum is taken over
     attacks = _metrics(ts.scores, ts.member, real, cfg, tests=tests)
     key = str(max(cfg.fpr))
     head = max(attacks, key=lambda a: (attacks[a]["tpr_at_fpr"][key], attacks[a]["auc"]))
     canaries = _metrics(ts.scores, ts.member, ts.is_canary, cfg, tests=tests) if ts.is_canary.any() else {}
-    eps_acc = [o.epsilon_accounted for o in runs if o.epsilon_accounted is not None]
-    uars = np.array([o.uar for o in runs])
-    lb_all = [v["epsilon_lower_bound"] for v in attacks.values()] + [
-        v["epsilon_lower_bound"] for v in canaries.values()
-    ]
+    lb_all = [v["epsilon_lower_bound"] for v in [*attacks.values(), *canaries.values()]]
     return {
-        "uar": float(uars.mean()),
-        "uar_std": float(uars.std()),
         "auc": attacks[head]["auc"],
         "tpr_at_fpr": attacks[head]["tpr_at_fpr"],
         "advantage": attacks[head]["advantage"],
         "headline_attack": head,
-        "epsilon_accounted": max(eps_acc) if eps_acc else None,
         "epsilon_lower_bound": float(max(lb_all)),
-        "bytes_up_total": int(np.mean([o.bytes_up_total for o in runs])),
-        "runs": len(runs),
         "audited": int(real.sum()),
         "canaries_audited": int(ts.is_canary.sum()),
-        "backend": runs[0].backend,
-        "cpu_s": float(sum(o.cpu_s for o in runs)),
         "attacks": attacks,
         "canaries": canaries,
+    }
+
+
+def target_metrics(ts: TargetScores, runs: list[ShadowOutput], cfg: AuditConfig) -> dict[str, Any]:
+    """The results.json entry of one target: utility, cost and accounted ε of its runs, then ``attack_metrics``."""
+    eps_acc = [o.epsilon_accounted for o in runs if o.epsilon_accounted is not None]
+    uars = np.array([o.uar for o in runs])
+    return {
+        "uar": float(uars.mean()),
+        "uar_std": float(uars.std()),
+        "epsilon_accounted": max(eps_acc) if eps_acc else None,
+        "bytes_up_total": int(np.mean([o.bytes_up_total for o in runs])),
+        "runs": len(runs),
+        "backend": runs[0].backend,
+        "cpu_s": float(sum(o.cpu_s for o in runs)),
+        **attack_metrics(ts, cfg),
     }
 
 

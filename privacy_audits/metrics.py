@@ -138,7 +138,8 @@ def epsilon_lower_bound(
     """Empirical ε lower bound (Jagielski et al. 2020; Nasr et al. 2021) with Clopper–Pearson intervals.
 
     The threshold must not be chosen on the examples that certify it (that search inflates the bound): the examples
-    where ``select`` is True choose the threshold that maximises the point estimate, the others give the bound. With
+    where ``select`` is True choose the threshold that maximises the Clopper–Pearson bound on them, the others give
+    the bound. With
     ``select=None`` the even positions of the input choose and the odd ones certify.
 
     Args:
@@ -165,9 +166,10 @@ def epsilon_lower_bound(
     curve = roc(s_a, m_a)
     fp = np.rint(curve.fpr * curve.n_out)
     fn = np.rint((1.0 - curve.tpr) * curve.n_in)
-    point = epsilon_bounds(fp, fn, n_out=curve.n_out, n_in=curve.n_in, delta=delta, alpha=None)
-    point[~np.isfinite(point)] = np.log(max(curve.n_in, curve.n_out))  # perfect separation: cap, ties go first
-    thr = float(curve.thresholds[int(np.argmax(point))])
+    # the threshold maximising the bound the selection half itself would certify: a raw point estimate would be
+    # infinite at any threshold with no false positive, however few members it catches
+    bounded = epsilon_bounds(fp, fn, n_out=curve.n_out, n_in=curve.n_in, delta=delta, alpha=alpha)
+    thr = float(curve.thresholds[int(np.argmax(bounded))])
     k_fp, k_fn = _counts_at(curve, thr, s_b, m_b)
     n_out, n_in = int((~m_b).sum()), int(m_b.sum())
     fpr_u = float(clopper_pearson_upper(k_fp, n_out, alpha=alpha))

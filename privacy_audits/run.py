@@ -4,6 +4,7 @@ metrics → saved scores, figures and report. Returns the ``results.json`` conte
 from __future__ import annotations
 
 import io
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,8 @@ import numpy as np
 
 from fedsered.config import Config
 from fedsered.data.dataset import Dataset
-from fedsered.io import atomic_write_bytes
-from privacy_audits.evaluate import TargetScores, attack_scores, roc_points, target_metrics
+from fedsered.io import atomic_write_bytes, atomic_write_json
+from privacy_audits.evaluate import TargetScores, attack_metrics, attack_scores, roc_points, target_metrics
 from privacy_audits.metrics import privacy_gain
 from privacy_audits.report import THREAT_MODEL, render, roc_figure, tradeoff_figure
 from privacy_audits.shadows import Progress, make_plan, run_shadows
@@ -84,27 +85,88 @@ def run_audit(
         rel = f"scores/{t}.npz"
         save_scores(out_dir / rel, ts, headline=head, example_id=plan.audited.utterance_id)
         scores_paths[t] = rel
-    gains = {}
-    if "raw_sharing" in pipelines:
-        raw_adv = pipelines["raw_sharing"]["advantage"]
-        gains = {t: privacy_gain(raw_adv, r["advantage"]) for t, r in pipelines.items()}
-    shadow_cpu = float(sum(r["cpu_s"] for r in pipelines.values()))
-    results: dict[str, Any] = {
-        "threat_model": THREAT_MODEL,
-        "pipelines": pipelines,
-        "privacy_gain": gains,
-        "settings": {
+    results = finish(
+        pipelines, curves, cfg=cfg, settings={
             "shadows": a.shadows, "clients": a.clients, "audited": int((~plan.is_canary).sum()),
             "population": len(plan.population), "canaries": a.canaries, "canary_kind": a.canary_kind,
             "canary_copies": a.canary_copies, "alpha": a.alpha, "delta": a.delta, "fpr": list(a.fpr),
             "lira_global_variance": a.lira_global_variance, "workers": w, "model": cfg.model.name,
-        },
-        "scores": scores_paths,
-        "command": command,
+        }, scores=scores_paths, command=command, out_dir=out_dir,
+    )  # fmt: skip
+    results["seconds"] = time.perf_counter() - start
+    results["cpu_s"] = {
+        "driver": time.process_time() - cpu0,
+        "shadow_runs": float(sum(r["cpu_s"] for r in pipelines.values())),
     }
-    fpr_key = str(max(a.fpr))
+    return results
+
+
+def finish(
+    pipelines: dict[str, Any],
+    curves: dict[str, tuple[np.ndarray, np.ndarray, str]],
+    *,
+    cfg: Config,
+    settings: dict[str, Any],
+    scores: dict[str, str],
+    command: str,
+    out_dir: Path,
+) -> dict[str, Any]:
+    """Privacy gains, figures and report from the per-target metrics; returns the results without timings."""
+    gains = {}
+    if "raw_sharing" in pipelines:
+        raw_adv = pipelines["raw_sharing"]["advantage"]
+        gains = {t: privacy_gain(raw_adv, r["advantage"]) for t, r in pipelines.items()}
+    results: dict[str, Any] = {
+        "threat_model": THREAT_MODEL, "pipelines": pipelines, "privacy_gain": gains, "settings": settings,
+        "scores": scores, "command": command,
+    }  # fmt: skip
+    fpr_key = str(max(cfg.audit.fpr))
     figures = {"roc": roc_figure(curves), "privacy_utility": tradeoff_figure(pipelines, fpr_key=fpr_key)}
     results["files"] = render(results, figures, out_dir=out_dir)
-    results["seconds"] = time.perf_counter() - start
-    results["cpu_s"] = {"driver": time.process_time() - cpu0, "shadow_runs": shadow_cpu}
     return results
+
+
+def load_scores(path: Path) -> TargetScores:
+    """The ``TargetScores`` saved by ``save_scores`` (real audited examples first, then canaries)."""
+    with np.load(path) as z:
+        n_runs = int(z["run"].max()) + 1 if len(z["run"]) else 1
+        member = np.concatenate([z["member"].reshape(-1, n_runs), z["canary_member"].reshape(-1, n_runs)])
+        names = [k.removeprefix("score_") for k in z.files if k.startswith("score_")]
+        scores = {
+            n: np.concatenate([z[f"score_{n}"].reshape(-1, n_runs), z[f"canary_score_{n}"].reshape(-1, n_runs)])
+            for n in names
+        }
+        n_can = len(z["canary_member"]) // n_runs
+    is_canary = np.arange(len(member)) >= len(member) - n_can
+    return TargetScores(scores=scores, member=member, is_canary=is_canary)
+
+
+def rescore(out_dir: Path, cfg: Config) -> dict[str, Any]:
+    """Recompute every attack metric, figure and the report of a finished audit from its saved scores
+    (``DIR/scores/*.npz``) and its ``results.json`` (utility, bytes and accounted ε of the runs are kept); rewrites
+    ``results.json`` atomically and returns it."""
+    results = json.loads((out_dir / "results.json").read_text(encoding="utf-8"))
+    pipelines, curves = {}, {}
+    for name, old in results["pipelines"].items():
+        ts = load_scores(out_dir / results["scores"][name])
+        keep = {k: old[k] for k in ("uar", "uar_std", "epsilon_accounted", "bytes_up_total", "runs", "backend",
+                                    "cpu_s")}  # fmt: skip
+        pipelines[name] = {**keep, **attack_metrics(ts, cfg.audit)}
+        fpr, tpr = roc_points(ts, pipelines[name]["headline_attack"])
+        curves[name] = (fpr, tpr, pipelines[name]["headline_attack"])
+    new = finish(pipelines, curves, cfg=cfg, settings=results["settings"], scores=results["scores"],
+                 command=results["command"], out_dir=out_dir)  # fmt: skip
+    new.update({k: results[k] for k in ("seconds", "cpu_s") if k in results})
+    atomic_write_json(out_dir / "results.json", new)
+    return new
+
+
+if __name__ == "__main__":  # python -m privacy_audits.run --rescore DIR
+    import argparse
+
+    from fedsered.config import load_config
+
+    parser = argparse.ArgumentParser(description="recompute an audit's metrics and report from its saved scores")
+    parser.add_argument("--rescore", metavar="DIR", required=True, type=Path)
+    ns = parser.parse_args()
+    rescore(ns.rescore, load_config(ns.rescore / "config.yaml"))

@@ -23,6 +23,7 @@ from fedsered.data.dataset import Dataset, build_dataset
 from fedsered.errors import ConfigError
 from privacy_audits.evaluate import attack_scores, target_metrics
 from privacy_audits.metrics import roc, tpr_at_fpr
+from privacy_audits.run import rescore
 from privacy_audits.shadows import make_plan, run_clients, run_shadows
 from privacy_audits.targets import parse_target
 
@@ -208,3 +209,14 @@ def test_parse_target(name: str, pipeline: str, method: str | None, eps: float |
 def test_bad_target_is_one_config_error(name: str) -> None:
     with pytest.raises(ConfigError, match=r"audit\.pipelines"):
         parse_target(name)
+
+
+def test_rescore_from_saved_scores_reproduces_results(audit_run: Path, tmp_path: Path) -> None:
+    """The saved per-example scores are enough to recompute every metric (what --rescore does)."""
+    copy = tmp_path / "copy"
+    shutil.copytree(audit_run, copy, ignore=shutil.ignore_patterns("ray"))
+    before = json.loads((copy / "results.json").read_text(encoding="utf-8"))["pipelines"]
+    after = rescore(copy, load_config(copy / "config.yaml"))["pipelines"]
+    for name, r in before.items():
+        for key in ("auc", "tpr_at_fpr", "epsilon_lower_bound", "headline_attack", "attacks", "canaries"):
+            assert after[name][key] == r[key], (name, key)
