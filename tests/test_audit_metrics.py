@@ -8,9 +8,11 @@ from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score
 
 from fedsered.config import ModelConfig
-from fedsered.errors import DataError
+from fedsered.data.types import FeatureSet
+from fedsered.errors import ConfigError, DataError
 from fedsered.models.build import build_model, random_init_state
 from privacy_audits.attacks import dcr_scores, lira_scores, loss_scores, rmia_scores
+from privacy_audits.canaries import make_canaries, repeat
 from privacy_audits.membership import balanced_membership
 from privacy_audits.metrics import (
     auc,
@@ -152,3 +154,21 @@ def test_bad_inputs_raise_data_error() -> None:
         lira_scores(np.ones((3, 2)), np.ones((3, 3), dtype=bool))
     with pytest.raises(DataError):
         dcr_scores(np.ones((2, 4)), np.ones((0, 4)))
+
+
+def test_canaries_mislabelled_and_ood() -> None:
+    g = np.random.default_rng(9)
+    src = FeatureSet(
+        g.normal(size=(20, 1, 8, 6)).astype(np.float32), g.integers(0, 5, 20).astype(np.int64),
+        np.array(["s"] * 20), np.array([f"u{i}" for i in range(20)]),
+    )  # fmt: skip
+    mis = make_canaries(src, n=10, kind="mislabel", n_classes=5, seed=0)
+    orig = {u: i for i, u in enumerate(src.utterance_id)}
+    idx = [orig[u.removeprefix("canary/mislabel/")] for u in mis.utterance_id]
+    assert (mis.y != src.y[idx]).all() and np.array_equal(mis.x, src.x[idx])
+    ood = make_canaries(src, n=4, kind="ood", n_classes=5, seed=0)
+    idx = [orig[u.removeprefix("canary/ood/")] for u in ood.utterance_id]
+    assert np.array_equal(ood.x, src.x[idx][:, :, ::-1, :])
+    assert len(repeat(ood, 3)) == 12
+    with pytest.raises(ConfigError):
+        make_canaries(src, n=21, kind="ood", n_classes=5, seed=0)
