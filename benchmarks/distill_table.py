@@ -1,11 +1,13 @@
 """Regenerate the distillation table of RESULTS.md: ``fedsered distill`` over several seeds, aggregated.
 
-For each seed ``S`` it runs ``fedsered distill CONFIG --set seed=S --out OUT/seedS`` (skipped when that folder already
-holds a ``results.json``: a half-finished table resumes), then prints a Markdown table over seeds: for each method and
-IPC the fixed-initialisation UAR (mean ± std over seeds), the random-initialisation UAR (mean over seeds of each
-seed's mean over ``distill.eval_random_inits`` initialisations ± std over seeds), the share of the full-data UAR, and
-the paired difference to the random subset of the same seed and IPC (mean ± std over seeds). The seed changes the
-corpus, the speaker split and every stream, so the paired column is the one that separates methods.
+For each seed ``S`` and each method ``M`` of the config it runs ``fedsered distill CONFIG --set seed=S --set
+distill.methods=[M] --out OUT/seedS/M`` (skipped when that folder already holds a ``results.json``: a half-finished
+table resumes, and one method can be re-run by deleting its folder), then merges the methods of a seed (their full-
+data row is the same run: same θ₀, seed and training) and prints a Markdown table over seeds: for each method and IPC
+the fixed-initialisation UAR (mean ± std over seeds), the random-initialisation UAR (mean over seeds of each seed's
+mean over ``distill.eval_random_inits`` initialisations ± std over seeds), the share of the full-data UAR, and the
+paired difference to the random subset of the same seed and IPC (mean ± std over seeds). The seed changes the corpus,
+the speaker split and every stream, so the paired column is the one that separates methods.
 
 Run: ``.venv/bin/python benchmarks/distill_table.py --seeds 0 1 2`` (writes ``OUT/table.md`` too).
 """
@@ -21,18 +23,29 @@ from typing import Any
 
 import numpy as np
 
+from fedsered.config import load_config
 from fedsered.io import atomic_write_text
 
 
-def run_seed(config: str, seed: int, out: Path) -> dict[str, Any]:
-    """The ``results.json`` of one seed, running ``fedsered distill`` unless it is already there."""
+def run_cell(config: str, seed: int, method: str, out: Path) -> dict[str, Any]:
+    """The ``results.json`` of one seed and method, running ``fedsered distill`` unless it is already there."""
     results = out / "results.json"
     if not results.exists():
-        cmd = [sys.executable, "-m", "fedsered.cli", "distill", config, "--set", f"seed={seed}", "--out", str(out)]
+        cmd = [sys.executable, "-m", "fedsered.cli", "distill", config, "--set", f"seed={seed}",
+               "--set", f"distill.methods=[{method}]", "--out", str(out)]  # fmt: skip
         print("$", " ".join(cmd), file=sys.stderr, flush=True)
         subprocess.run(cmd, check=True)
     loaded: dict[str, Any] = json.loads(results.read_text(encoding="utf-8"))
     return loaded
+
+
+def run_seed(config: str, seed: int, methods: list[str], out: Path) -> dict[str, Any]:
+    """One seed's results with every method merged into ``by_ipc``."""
+    cells = [run_cell(config, seed, m, out / m) for m in methods]
+    merged = dict(cells[0])
+    merged["by_ipc"] = {ipc: {m: c["by_ipc"][ipc][m] for m, c in zip(methods, cells, strict=True)}
+                        for ipc in cells[0]["by_ipc"]}  # fmt: skip
+    return merged
 
 
 def _ms(values: list[float], digits: int = 3) -> str:
@@ -74,8 +87,10 @@ def main() -> None:
     parser.add_argument("--config", default="configs/distill_table.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("runs/distill_table"))
+    parser.add_argument("--methods", nargs="+", help="only these of the config's methods (default: all)")
     args = parser.parse_args()
-    runs = {s: run_seed(args.config, s, args.out / f"seed{s}") for s in args.seeds}
+    methods: list[str] = args.methods or list(dict.fromkeys(load_config(args.config).distill.methods))
+    runs = {s: run_seed(args.config, s, methods, args.out / f"seed{s}") for s in args.seeds}
     text = table(runs)
     atomic_write_text(args.out / "table.md", text)
     print(text)
