@@ -22,6 +22,7 @@ from flwr.serverapp import Grid, ServerApp
 from fedsered.config import Config, load_config
 from fedsered.data.dataset import Dataset, build_dataset
 from fedsered.distill.synthetic_set import save_set
+from fedsered.federation.client import client_id
 from fedsered.federation.pipeline import (
     json_view,
     pipeline_result,
@@ -33,6 +34,7 @@ from fedsered.federation.records import ClientRecord, bytes_to_reach
 from fedsered.federation.server import model_from_arrays, score, state_arrays
 from fedsered.io import atomic_write_json
 from fedsered.models import fixed_init_state
+from fedsered.privacy.client import check_overrides
 from simulations.fedavg import run_fedavg
 from simulations.rounds import Federation, discover, instruction, share_round
 from simulations.wire import state_record
@@ -124,6 +126,7 @@ def serve(grid: Grid, cfg: Config, *, out: Path) -> dict[str, Any]:
     """
     start, cpu = time.perf_counter(), time.thread_time()
     data = build_dataset(cfg)
+    check_overrides(cfg.privacy, client_ids=[client_id(k) for k in range(len(data.clients))])
     t_data, data_cpu = time.perf_counter(), time.thread_time() - cpu
     federation = discover(grid, cfg)
     LOG.info("%d of %d nodes connected: partitions %s", len(federation.nodes), federation.expected,

@@ -219,3 +219,10 @@ def test_server_side_redistillation_to_a_target_size(tiny: tuple[Config, Dataset
     assert agg.y.tolist() == [0, 1, 2] and agg.meta["method"] == "union+random" and agg.meta["server_ipc"] == 1
     union = {r.tobytes() for s in sets for r in s.x}
     assert all(r.tobytes() in union for r in agg.x)  # random re-selection keeps real rows of the union
+
+
+def test_privacy_override_for_an_unknown_client_is_refused(tiny: tuple[Config, Dataset], tmp_path: Path) -> None:
+    _, data = tiny
+    bad = load_config(DEFAULT, [*tiny_overrides(tmp_path), "privacy.enabled=true", "privacy.clients={client-99: {}}"])
+    with pytest.raises(ConfigError, match=r"privacy\.clients\.client-99: no client 'client-99'.*client-0"):
+        run_pipeline(bad, data, pipeline="synthetic", seed=0)

@@ -40,6 +40,7 @@ from fedsered.federation.records import ClientRecord
 from fedsered.federation.server import model_from_arrays, score, state_arrays, train_global
 from fedsered.models import fixed_init_state
 from fedsered.privacy.accountant import privacy_object
+from fedsered.privacy.client import check_overrides
 from fedsered.seeding import int_seed
 
 PIPELINES: tuple[str, ...] = ("synthetic", "random_subset", "raw_sharing", "fedavg", "dp_fedavg", "pooled")
@@ -173,6 +174,7 @@ def run_pipeline(
     """
     if pipeline not in PIPELINES:
         raise ConfigError(f"pipeline {pipeline!r}: expected one of {', '.join(PIPELINES)}")
+    check_overrides(cfg.privacy, client_ids=[client_id(k) for k in range(len(data.clients))])
     parts = select_clients(data, clients)
     theta0 = fixed_init_state(cfg.model, n_classes=data.n_classes)
     n_classes = data.n_classes
