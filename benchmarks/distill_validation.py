@@ -1,0 +1,73 @@
+"""Tune a learned distillation method on validation speakers, never on the test speakers.
+
+Splits the training speakers of a config into train (all but the last ``--val-speakers``) and validation, draws the
+same real-example start as ``distil`` (IPC ``--ipc``, role ``distil/init``), and prints the validation UAR of a model
+trained from θ₀ on that start, then of the set each variant learns from it (``--variants``: a JSON object of name →
+``distill`` overrides, with an optional ``"method"``: ``mtt`` (default), ``dm`` or ``gm``), its CPU seconds and its
+matching loss at the first and last updates. A variant helps only if it beats the start it was learned from.
+
+Run: ``.venv/bin/python benchmarks/distill_validation.py --variants '{"default": {}, "lr01": {"lr_img": 0.01}}'``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from fedsered.config import load_config
+from fedsered.data.dataset import build_dataset
+from fedsered.distill.dm import distil_dm
+from fedsered.distill.evaluate import eval_train_config
+from fedsered.distill.gm import distil_gm
+from fedsered.distill.init import LearnTask, initial_synthetic, plan_classes
+from fedsered.distill.mtt import distil_mtt
+from fedsered.models.build import fixed_init_state
+from fedsered.seeding import rng
+from fedsered.training.train import evaluate, train_model
+
+LEARNED = {"mtt": distil_mtt, "dm": distil_dm, "gm": distil_gm}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--config", default="configs/default.yaml")
+    parser.add_argument("--variants", default='{"default": {}}')
+    parser.add_argument("--ipc", type=int, default=10)
+    parser.add_argument("--val-speakers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    cfg = load_config(args.config)
+    data = build_dataset(cfg)
+    val_speakers = np.unique(data.train.speaker)[-args.val_speakers :]
+    is_val = np.isin(data.train.speaker, val_speakers)
+    train, val = data.train.subset(np.flatnonzero(~is_val)), data.train.subset(np.flatnonzero(is_val))
+    n = data.n_classes
+    theta0 = fixed_init_state(cfg.model, n_classes=n)
+    eval_cfg = eval_train_config(cfg.distill, cfg.train)
+
+    def score(x: np.ndarray, y: np.ndarray) -> float:
+        model = train_model(x, y, model_cfg=cfg.model, train_cfg=eval_cfg, n_classes=n, init_state=theta0, seed=7)
+        return float(evaluate(model, val.x, val.y, n_classes=n)["uar"])
+
+    plan = plan_classes(train.y, n_classes=n, ipc=args.ipc, cap_at_available=False)
+    x0, y0 = initial_synthetic(train.x, train.y, plan=plan, mode="real", init_noise=cfg.distill.init_noise,
+                               rng=rng(args.seed, "distil/init"))  # fmt: skip
+    print(f"train {len(train)} / validation {len(val)} utterances; start set UAR {score(x0, y0):.3f}", flush=True)
+    for name, update in json.loads(args.variants).items():
+        method = update.pop("method", "mtt")
+        task = LearnTask(train.x, train.y, x0, y0, model_cfg=cfg.model, n_classes=n, init_state=theta0,
+                         seed=args.seed)  # fmt: skip
+        start = time.process_time()
+        xs, ys, meta = LEARNED[method](task, cfg.distill.model_copy(update=update))
+        cpu = time.process_time() - start
+        losses = [v for v in meta["loss_history"] if v is not None]
+        print(f"{name} ({method}): UAR {score(xs, ys):.3f}, {cpu:.0f} CPU s, loss {losses[0]:.3f} -> "
+              f"{np.mean(losses[-5:]):.3f}", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
