@@ -172,6 +172,28 @@ def test_dp_sgd_through_opacus_uses_poisson_sampling_and_reports_its_release() -
     assert release.steps == 12 and release.sample_rate == 0.25 and min(moved) > 0.5
 
 
+def test_dp_sgd_is_a_function_of_its_seed_and_leaves_the_global_stream_alone() -> None:
+    data = toy(40, 3)
+
+    def trained(seed: int) -> torch.Tensor:
+        model, _ = _net()
+        model.train()
+        train_dp_sgd(model, data.x, data.y, noise_multiplier=1.0, max_grad_norm=0.5, batch_size=8, steps=6, lr=0.1,
+                     seed=seed)  # fmt: skip
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    torch.manual_seed(123)
+    a = trained(0)
+    after_a = torch.rand(1)
+    torch.manual_seed(456)  # another global stream: Poisson sampling, noise and dropout must not depend on it
+    b = trained(0)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, trained(1))
+    torch.manual_seed(123)
+    trained(0)
+    assert torch.equal(torch.rand(1), after_a)
+
+
 def _independent_epsilon(obj: dict[str, object]) -> float:
     rel = releases_of(obj)  # type: ignore[arg-type]
     rdp = sum(rdp_analysis.compute_rdp(q=r.sample_rate, noise_multiplier=r.noise_multiplier, steps=r.steps,

@@ -15,12 +15,13 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from opacus import PrivacyEngine
+from opacus.data_loader import DPDataLoader
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from fedsered.privacy.plan import expert_batches
 from fedsered.privacy.release import PrivacyRelease
-from fedsered.seeding import torch_generator
+from fedsered.seeding import int_seed, torch_generator
 
 GRAD_SAMPLE_MODE = "ew"
 """Opacus' per-example gradient engine: torch's expanded weights. Measured on cnn6 at batch 16 (one thread), a DP-SGD
@@ -77,8 +78,11 @@ def train_dp_sgd(
     yt = torch.as_tensor(y, dtype=torch.int64)
     n = len(xt)
     per_epoch = expert_batches(n, batch_size)
-    loader = DataLoader(
-        TensorDataset(xt, yt), batch_size=max(1, -(-n // per_epoch)), generator=torch_generator(seed, "dp_sgd/sample")
+    # Poisson sampling at rate 1/per_epoch, built here because make_private(poisson_sampling=True) gives the sampler
+    # Opacus' own generator (None without secure mode: torch's global stream), which would make runs irreproducible.
+    loader = DPDataLoader.from_data_loader(
+        DataLoader(TensorDataset(xt, yt), batch_size=max(1, -(-n // per_epoch))),
+        generator=torch_generator(seed, "dp_sgd/sample"),
     )
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     with warnings.catch_warnings():
@@ -86,29 +90,32 @@ def train_dp_sgd(
         engine = PrivacyEngine(accountant=accountant)
         dp_model, dp_opt, dp_loader = engine.make_private(
             module=model, optimizer=opt, data_loader=loader, noise_multiplier=noise_multiplier,
-            max_grad_norm=max_grad_norm, poisson_sampling=True, noise_generator=torch_generator(seed, "dp_sgd/noise"),
+            max_grad_norm=max_grad_norm, poisson_sampling=False, noise_generator=torch_generator(seed, "dp_sgd/noise"),
             grad_sample_mode=GRAD_SAMPLE_MODE,
         )  # fmt: skip
     q = float(dp_loader.sample_rate)
-    dp_model.train()
-    done = 0
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
-        while done < steps:
-            for xb, yb in dp_loader:
-                dp_opt.zero_grad(set_to_none=True)
-                # an empty Poisson batch still takes its (pure-noise) step: the accountant counts every step
-                if len(xb):
-                    nn.functional.cross_entropy(dp_model(xb), yb).backward()
-                else:
-                    for p in model.parameters():
-                        p.grad_sample = p.new_zeros((0, *p.shape))  # type: ignore[attr-defined]
-                dp_opt.step()
-                done += 1
-                if every and on_every is not None and done % every == 0:
-                    on_every(model)
-                if done == steps:
-                    break
+    # dropout draws from torch's global stream: seed it from the run seed and leave the caller's stream untouched
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int_seed(seed, "dp_sgd/dropout"))
+        dp_model.train()
+        done = 0
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
+            while done < steps:
+                for xb, yb in dp_loader:
+                    dp_opt.zero_grad(set_to_none=True)
+                    # an empty Poisson batch still takes its (pure-noise) step: the accountant counts every step
+                    if len(xb):
+                        nn.functional.cross_entropy(dp_model(xb), yb).backward()
+                    else:
+                        for p in model.parameters():
+                            p.grad_sample = p.new_zeros((0, *p.shape))  # type: ignore[attr-defined]
+                    dp_opt.step()
+                    done += 1
+                    if every and on_every is not None and done % every == 0:
+                        on_every(model)
+                    if done == steps:
+                        break
     release = PrivacyRelease(mechanism=mechanism, noise_multiplier=float(noise_multiplier), sample_rate=q, steps=steps)
     history = [(float(s), float(r), int(k)) for s, r, k in engine.accountant.history]
     if history != [(release.noise_multiplier, q, steps)]:
