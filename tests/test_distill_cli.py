@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from test_distill import _one_thread  # noqa: F401  (autouse: one torch thread)
 
 from fedsered.centralised import run_centralised
 from fedsered.cli import main
@@ -23,15 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = str(ROOT / "configs" / "default.yaml")
 PNG = b"\x89PNG\r\n\x1a\n"
 ROW_KEYS = {"ipc", "uar_fixed_init", "uar_random_init", "uar_random_init_std", "seconds", "set"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny problems: threads only add overhead (and oversubscribe a busy 2-core box)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny(tmp: Path) -> list[str]:
