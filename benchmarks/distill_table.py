@@ -65,6 +65,7 @@ def table(runs: dict[int, dict[str, Any]]) -> str:
         "| method | IPC | UAR θ₀ (fixed init) | UAR random init | % of full data (θ₀) "
         "| Δ vs random subset (θ₀, paired) | distil seconds |",
         "|---|---|---|---|---|---|---|",
+        f"| full data | all | {_ms(full)} | – | 100% | – | – |",
     ]
     for ipc, rows in first["by_ipc"].items():
         for method in rows:

@@ -84,9 +84,11 @@ def main() -> None:
     gen = np.random.default_rng(0)
     noise = torch.Generator().manual_seed(0)
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    print(f"machine: {os.cpu_count()} CPUs (load average {load}), torch {torch.__version__}, 1 thread; {args.model} "
-          f"width 16, n={args.n}, 5 classes, IPC {ipc}; non-DP batch_real {cfg.batch_real}/class, DP Poisson "
-          f"q={q:.3f} (expected {q * args.n:.0f} examples)")
+    print(
+        f"machine: {os.cpu_count()} CPUs (load average {load}), torch {torch.__version__}, 1 thread; {args.model} "
+        f"width 16, n={args.n}, 5 classes, IPC {ipc}; non-DP batch_real {cfg.batch_real}/class, DP Poisson "
+        f"q={q:.3f} (expected {q * args.n:.0f} examples)"
+    )
 
     def gm_plain() -> None:
         loss = gm_loss(model, params, x, y, xs, ys, batch_real=cfg.batch_real, gen=gen)
