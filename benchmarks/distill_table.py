@@ -6,8 +6,9 @@ table resumes, and one method can be re-run by deleting its folder), then merges
 data row is the same run: same θ₀, seed and training) and prints a Markdown table over seeds: for each method and IPC
 the fixed-initialisation UAR (mean ± std over seeds), the random-initialisation UAR (mean over seeds of each seed's
 mean over ``distill.eval_random_inits`` initialisations ± std over seeds), the share of the full-data UAR, and the
-paired difference to the random subset of the same seed and IPC (mean ± std over seeds). The seed changes the corpus,
-the speaker split and every stream, so the paired column is the one that separates methods.
+paired difference to the random subset of the same seed and IPC (mean ± std over seeds), and the median over seeds
+of the distillation wall time (a run that shared the machine is slower; speed figures are in BENCHMARKS.md). The
+seed changes the corpus, the speaker split and every stream, so the paired column is the one that separates methods.
 
 Run: ``.venv/bin/python benchmarks/distill_table.py --seeds 0 1 2`` (writes ``OUT/table.md`` too).
 """
@@ -63,7 +64,7 @@ def table(runs: dict[int, dict[str, Any]]) -> str:
         f"{_ms(full)}.",
         "",
         "| method | IPC | UAR θ₀ (fixed init) | UAR random init | % of full data (θ₀) "
-        "| Δ vs random subset (θ₀, paired) | distil seconds |",
+        "| Δ vs random subset (θ₀, paired) | distil seconds (median wall) |",
         "|---|---|---|---|---|---|---|",
         f"| full data | all | {_ms(full)} | – | 100% | – | – |",
     ]
@@ -75,7 +76,7 @@ def table(runs: dict[int, dict[str, Any]]) -> str:
             share = [f / u for f, u in zip(fixed, full, strict=True)]
             delta = [c["uar_fixed_init"] - runs[s]["by_ipc"][ipc]["random"]["uar_fixed_init"] for s, c in
                      zip(seeds, cells, strict=True)] if "random" in rows else []  # fmt: skip
-            seconds = np.mean([c["seconds"] for c in cells])
+            seconds = np.median([c["seconds"] for c in cells])
             lines.append(
                 f"| {method} | {ipc} | {_ms(fixed)} | {_ms(rand) if rand else '–'} | {100 * np.mean(share):.0f}% "
                 f"| {_ms(delta) if delta and method != 'random' else '–'} | {seconds:.0f} |"

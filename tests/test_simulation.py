@@ -40,7 +40,7 @@ def sim_overrides(tmp: Path) -> list[str]:
         f"features.cache_dir={tmp / 'cache'}", "model.name=cnn_iot", "model.width=4", "train.epochs=2",
         "federation.num_clients=7", "federation.ipc=1", "distill.dm_iterations=3", "distill.eval_epochs=3",
         "federation.baselines=[]", "federation.min_fraction=0.1", "federation.node_wait_s=3",
-        "federation.round_timeout_s=15", "federation.max_payload_mb=0.5",
+        "federation.round_timeout_s=45", "federation.max_payload_mb=0.5",  # 15 s timed out on a loaded machine
     ]  # fmt: skip
 
 
@@ -56,7 +56,7 @@ def faulty_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, dict[s
     try:
         runtime = simulate(
             cfg, config_path=out / "config.yaml", out=out, num_supernodes=6,  # partition 6 never connects
-            client_app=build_client_app(mods=[fault_mod(FAULTS, sleep_s=25.0)]),
+            client_app=build_client_app(mods=[fault_mod(FAULTS, sleep_s=60.0)]),
         )  # fmt: skip
         results = json.loads((out / "results.json").read_text())
         return cfg, results, runtime, out
