@@ -23,7 +23,8 @@ import time
 import numpy as np
 
 from fedsered.config import load_config
-from fedsered.data.dataset import build_dataset
+from fedsered.data.dataset import Dataset, build_dataset
+from fedsered.data.types import FeatureSet
 from fedsered.distill.dm import distil_dm
 from fedsered.distill.evaluate import eval_train_config
 from fedsered.distill.gm import distil_gm
@@ -34,6 +35,19 @@ from fedsered.seeding import rng
 from fedsered.training.train import evaluate, train_model
 
 LEARNED = {"mtt": distil_mtt, "dm": distil_dm, "gm": distil_gm}
+
+
+def validation_start(
+    data: Dataset, *, val_speakers: int, ipc: int, init_noise: float, seed: int
+) -> tuple[FeatureSet, FeatureSet, np.ndarray, np.ndarray]:
+    """``(train, validation, x0, y0)``: the last ``val_speakers`` training speakers held out for validation, and the
+    real-example start set ``distil`` would draw from the rest (IPC ``ipc``, role ``distil/init`` of ``seed``)."""
+    is_val = np.isin(data.train.speaker, np.unique(data.train.speaker)[-val_speakers:])
+    train, val = data.train.subset(np.flatnonzero(~is_val)), data.train.subset(np.flatnonzero(is_val))
+    plan = plan_classes(train.y, n_classes=data.n_classes, ipc=ipc, cap_at_available=False)
+    x0, y0 = initial_synthetic(train.x, train.y, plan=plan, mode="real", init_noise=init_noise,
+                               rng=rng(seed, "distil/init"))  # fmt: skip
+    return train, val, x0, y0
 
 
 def main() -> None:
@@ -47,9 +61,8 @@ def main() -> None:
 
     cfg = load_config(args.config)
     data = build_dataset(cfg)
-    val_speakers = np.unique(data.train.speaker)[-args.val_speakers :]
-    is_val = np.isin(data.train.speaker, val_speakers)
-    train, val = data.train.subset(np.flatnonzero(~is_val)), data.train.subset(np.flatnonzero(is_val))
+    train, val, x0, y0 = validation_start(data, val_speakers=args.val_speakers, ipc=args.ipc,
+                                          init_noise=cfg.distill.init_noise, seed=args.seed)  # fmt: skip
     n = data.n_classes
     theta0 = fixed_init_state(cfg.model, n_classes=n)
     eval_cfg = eval_train_config(cfg.distill, cfg.train)
@@ -59,9 +72,6 @@ def main() -> None:
         model = train_model(x, y, model_cfg=cfg.model, train_cfg=train_cfg, n_classes=n, init_state=theta0, seed=7)
         return float(evaluate(model, val.x, val.y, n_classes=n)["uar"])
 
-    plan = plan_classes(train.y, n_classes=n, ipc=args.ipc, cap_at_available=False)
-    x0, y0 = initial_synthetic(train.x, train.y, plan=plan, mode="real", init_noise=cfg.distill.init_noise,
-                               rng=rng(args.seed, "distil/init"))  # fmt: skip
     print(f"train {len(train)} / validation {len(val)} utterances; start set UAR {score(x0, y0):.3f}", flush=True)
     for name, update in json.loads(args.variants).items():
         method = update.pop("method", "mtt")

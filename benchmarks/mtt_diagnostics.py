@@ -17,14 +17,14 @@ import argparse
 
 import numpy as np
 import yaml
+from distill_validation import validation_start  # the same validation split and start set
 
 from fedsered.config import load_config
 from fedsered.data.dataset import build_dataset
 from fedsered.distill.experts import train_experts
-from fedsered.distill.init import LearnTask, initial_synthetic, plan_classes
+from fedsered.distill.init import LearnTask
 from fedsered.distill.mtt import distil_mtt, mtt_matching_loss
 from fedsered.models.build import fixed_init_state
-from fedsered.seeding import rng
 
 
 def main() -> None:
@@ -38,13 +38,10 @@ def main() -> None:
     cfg = load_config(args.config)
     d = cfg.distill.model_copy(update={k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)})
     data = build_dataset(cfg)
-    is_val = np.isin(data.train.speaker, np.unique(data.train.speaker)[-args.val_speakers :])
-    train = data.train.subset(np.flatnonzero(~is_val))
+    train, _, x0, y0 = validation_start(data, val_speakers=args.val_speakers, ipc=args.ipc, init_noise=d.init_noise,
+                                        seed=0)  # fmt: skip
     n = data.n_classes
     theta0 = fixed_init_state(cfg.model, n_classes=n)
-    plan = plan_classes(train.y, n_classes=n, ipc=args.ipc, cap_at_available=False)
-    x0, y0 = initial_synthetic(train.x, train.y, plan=plan, mode="real", init_noise=d.init_noise,
-                               rng=rng(0, "distil/init"))  # fmt: skip
     experts = train_experts(train.x, train.y, model_cfg=cfg.model, n_classes=n, init_state=theta0,
                             num_experts=max(2, d.num_experts), epochs=d.expert_train_epochs, lr=d.expert_lr,
                             batch_size=d.expert_batch, seed=0, momentum=d.expert_momentum)  # fmt: skip
