@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -23,6 +23,9 @@ from rich.table import Table
 from fedsered.config import Config, load_config
 from fedsered.errors import FedseredError
 from fedsered.io import atomic_write_json, atomic_write_text
+
+if TYPE_CHECKING:
+    from fedsered.federation.results import ComparisonResult
 
 out_console = Console()
 err_console = Console(stderr=True)
@@ -162,54 +165,54 @@ def cmd_distill(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
-def _simulate_tables(results: dict[str, Any]) -> tuple[Table, Table]:
-    clients = Table(title=f"clients ({results['method']}, ipc {results['ipc']}, {results['mode']})")
+def _simulate_tables(result: ComparisonResult) -> tuple[Table, Table]:
+    facts = result.facts
+    clients = Table(title=f"clients ({facts.get('method')}, ipc {facts.get('ipc')}, {facts.get('mode')})")
     for col in ("client", "round", "status", "bytes up", "seconds", "peak RSS MB", "ε", "note"):
         clients.add_column(col, justify="left" if col in ("client", "status", "note") else "right")
-    for c in results["clients"]:
-        eps = (c.get("privacy") or {}).get("epsilon")
+    for c in result.main.clients:
+        eps = (c.privacy or {}).get("epsilon")
         clients.add_row(
-            c["id"], str(c["round"]), c["status"], f"{c['bytes_up']:,}",
-            "-" if c["seconds"] is None else f"{c['seconds']:.1f}",
-            "-" if c["peak_rss_mb"] is None else f"{c['peak_rss_mb']:.0f}",
-            "-" if eps is None else f"{eps:.2f}", (c.get("error") or "")[:60],
+            c.id, str(c.round), c.status, f"{c.bytes_up:,}", "-" if c.seconds is None else f"{c.seconds:.1f}",
+            "-" if c.peak_rss_mb is None else f"{c.peak_rss_mb:.0f}", "-" if eps is None else f"{eps:.2f}",
+            (c.error or "")[:60],
         )  # fmt: skip
     pipes = Table(title="global model on held-out test speakers (same partitions, seed and θ₀)")
     for col in ("pipeline", "UAR", "WA", "bytes uploaded", "seconds"):
         pipes.add_column(col, justify="left" if col == "pipeline" else "right")
-    rows = {"synthetic sharing": results, **results["baselines"]}
-    for name, r in rows.items():
-        pipes.add_row(name, f"{r['global_uar']:.3f}", f"{r['global_wa']:.3f}", f"{r['bytes_up_total']:,}",
-                      f"{r['seconds']:.1f}")  # fmt: skip
+    for name, r in {"synthetic sharing": result.main, **result.baselines}.items():
+        pipes.add_row(name, f"{r.uar:.3f}", f"{r.wa:.3f}", f"{r.bytes_up_total:,}", f"{r.seconds:.1f}")
     return clients, pipes
 
 
 def cmd_simulate(args: argparse.Namespace, cfg: Config) -> int:
     import json
 
+    from fedsered.federation.results import ComparisonResult
     from simulations.runner import simulate
 
     out = _out_dir(args, cfg)
     (out / "results.json").unlink(missing_ok=True)
     atomic_write_text(out / "config.yaml", cfg.to_yaml())
     runtime = simulate(cfg, config_path=out / "config.yaml", out=out)
-    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    results["runtime"] = runtime
-    clients, pipes = _simulate_tables(results)
+    # the ServerApp ran in Flower's runtime (another thread here, another process under a SuperLink): its result
+    # reaches the CLI through results.json, read back as the typed result
+    result = ComparisonResult.from_json(json.loads((out / "results.json").read_text(encoding="utf-8")))
+    clients, pipes = _simulate_tables(result)
     out_console.print(clients)
     out_console.print(pipes)
-    cmp = results["comparison"]
+    cmp = result.to_json()["comparison"]
     if cmp.get("uar_fraction_of_pooled") is not None:
-        out_console.print(f"synthetic sharing reaches {cmp['uar_fraction_of_pooled']:.1%} of pooled UAR (target 95%)")
+        out_console.print(f"synthetic sharing: {cmp['uar_fraction_of_pooled']:.1%} of pooled UAR")
     if "fedavg_bytes_ratio" in cmp:
         how = "≥ " if cmp["fedavg_bytes_ratio_is_lower_bound"] else ""
         out_console.print(
             f"FedAvg uploads {how}{cmp['fedavg_bytes_ratio']:.1f}× the bytes of synthetic sharing to come within "
-            f"{cmp['uar_tolerance']:.2f} UAR of it (target ≥ 50×)"
-            + ("" if cmp["fedavg_reached"] else "; it never got there in federation.fedavg_rounds")
+            f"{cmp['uar_tolerance']:.2f} UAR of it"
+            + ("" if cmp["fedavg_reached"] else " (it never got there in federation.fedavg_rounds)")
         )
-    out_console.print(f"global UAR {results['global_uar']:.3f}; wall {runtime['wall_seconds']:.1f} s")
-    _write_run(out, cfg, results)
+    out_console.print(f"global UAR {result.main.uar:.3f}; wall {runtime['wall_seconds']:.1f} s")
+    _write_run(out, cfg, {**result.to_json(), "runtime": runtime})
     return 0
 
 

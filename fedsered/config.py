@@ -8,13 +8,15 @@ path and what is allowed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fedsered.errors import ConfigError
 
+DistillMethod = Literal["random", "herding", "gm", "dm", "mtt"]
+"""Every distillation / selection method (the one place their names are defined)."""
 CorpusName = Literal["embedded", "ravdess", "crema_d", "emodb", "iemocap", "manifest"]
 
 
@@ -126,7 +128,7 @@ class DistillConfig(_Section):
     (``benchmarks/distill.py``).
     """
 
-    methods: tuple[Literal["random", "herding", "gm", "dm", "mtt"], ...] = ("mtt",)
+    methods: tuple[DistillMethod, ...] = ("mtt",)
     ipc: tuple[int, ...] = Field((10,), description="synthetic examples per class")
     # -- shared by gm, dm and mtt
     init: Literal["real", "noise"] = Field(
@@ -229,6 +231,8 @@ class PrivacyConfig(_Section):
 
 
 FederatedPipeline = Literal["synthetic", "raw_sharing", "random_subset", "fedavg", "dp_fedavg", "pooled"]
+"""Every federated pipeline (the one place their names are defined)."""
+PIPELINES: tuple[FederatedPipeline, ...] = get_args(FederatedPipeline)
 
 
 class SweepConfig(_Section):
@@ -281,7 +285,7 @@ class FederationConfig(_Section):
     partition: Literal["speaker", "iid", "dirichlet"] = "speaker"
     dirichlet_alpha: float = Field(0.5, gt=0.0, description="label-skew concentration for partition=dirichlet")
     # -- the synthetic-sharing pipeline
-    method: Literal["random", "herding", "gm", "dm", "mtt"] = Field("dm", description="clients' distillation method")
+    method: DistillMethod = Field("dm", description="clients' distillation method")
     ipc: int = Field(3, ge=1, le=10000, description="synthetic examples per class each client shares")
     mode: Literal["one_shot", "multi_round"] = Field(
         "one_shot", description="one round, or FedDM-style rounds: clients re-distil against the current global model"
@@ -300,6 +304,14 @@ class FederationConfig(_Section):
     )
     fedavg_rounds: int = Field(10, ge=1, le=10000, description="rounds of fedavg / dp_fedavg")
     fedavg_local_epochs: int = Field(1, ge=1, le=1000, description="local epochs per round of fedavg / dp_fedavg")
+    fedavg_weighting: Literal["examples", "uniform"] = Field(
+        "examples", description="fedavg's weights: each client's reported example count (bounded by "
+        "max_client_examples), or equal; dp_fedavg is always uniform (a client's count is private)"
+    )
+    max_client_examples: int = Field(
+        100_000, ge=1, le=10**9, description="largest example count a fedavg reply may claim (a reply above it is "
+        "rejected: the count is the client's word and bounds its weight)"
+    )
     dp_lr: float = Field(
         0.05, gt=0.0, le=10.0, description="SGD step of dp_fedavg's local DP-SGD (target epsilon over all rounds)"
     )

@@ -100,7 +100,6 @@ def target_metrics(ts: TargetScores, runs: list[ShadowOutput], cfg: AuditConfig)
         "epsilon_accounted": max(eps_acc) if eps_acc else None,
         "bytes_up_total": int(np.mean([o.bytes_up_total for o in runs])),
         "runs": len(runs),
-        "backend": runs[0].backend,
         "cpu_s": float(sum(o.cpu_s for o in runs)),
         **attack_metrics(ts, cfg),
     }

@@ -149,7 +149,7 @@ def rescore(out_dir: Path, cfg: Config) -> dict[str, Any]:
     pipelines, curves = {}, {}
     for name, old in results["pipelines"].items():
         ts = load_scores(out_dir / results["scores"][name])
-        keep = {k: old[k] for k in ("uar", "uar_std", "epsilon_accounted", "bytes_up_total", "runs", "backend",
+        keep = {k: old[k] for k in ("uar", "uar_std", "epsilon_accounted", "bytes_up_total", "runs",
                                     "cpu_s")}  # fmt: skip
         pipelines[name] = {**keep, **attack_metrics(ts, cfg.audit)}
         fpr, tpr = roc_points(ts, pipelines[name]["headline_attack"])

@@ -98,7 +98,7 @@ def make_plan(cfg: Config, data: Dataset) -> AuditPlan:
     if len(rest_idx) > a.population:
         rest_idx = np.sort(g.choice(rest_idx, size=a.population, replace=False))
     canary_owner = [client_name(int(i) % a.clients) for i in range(a.canaries)]
-    all_audited = _concat([*audited, canaries])
+    all_audited = FeatureSet.concat([*audited, canaries])
     n_real = len(all_audited) - a.canaries
     return AuditPlan(
         fixed=fixed,
@@ -111,13 +111,6 @@ def make_plan(cfg: Config, data: Dataset) -> AuditPlan:
     )
 
 
-def _concat(parts: list[FeatureSet]) -> FeatureSet:
-    return FeatureSet(
-        np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]),
-        np.concatenate([p.speaker for p in parts]), np.concatenate([p.utterance_id for p in parts]),
-    )  # fmt: skip
-
-
 def run_clients(plan: AuditPlan, run: int) -> dict[str, FeatureSet]:
     """Client id → that client's data in run ``run``: its fixed part plus its audited examples IN the run."""
     out = {}
@@ -125,7 +118,7 @@ def run_clients(plan: AuditPlan, run: int) -> dict[str, FeatureSet]:
         mine = (plan.owner == cid) & plan.member[:, run]
         real = plan.audited.subset(mine & ~plan.is_canary)
         canary = repeat(plan.audited.subset(mine & plan.is_canary), plan.canary_copies)
-        out[cid] = _concat([part, real, canary])
+        out[cid] = FeatureSet.concat([part, real, canary])
     return out
 
 
@@ -144,7 +137,6 @@ class ShadowOutput:
         uar: the run's UAR on the test speakers.
         bytes_up_total: bytes uploaded by all clients.
         epsilon_accounted: the largest accounted ε of the run's clients, or ``None``.
-        backend: which path ran the pipeline.
         cpu_s: CPU seconds of the process while running it.
         wall_s: wall seconds.
     """
@@ -159,7 +151,6 @@ class ShadowOutput:
     uar: float
     bytes_up_total: int
     epsilon_accounted: float | None
-    backend: str
     cpu_s: float
     wall_s: float
 
@@ -186,7 +177,7 @@ def run_shadow(cfg: Config, data: Dataset, plan: AuditPlan, *, target: str, run:
     return ShadowOutput(
         target=target, run=run, log_p=sig["log_p"], phi=sig["phi"], log_p_pop=sig_pop["log_p"], dcr_feature=dcr_f,
         dcr_embedding=dcr_e, uar=res.uar, bytes_up_total=res.bytes_up_total, epsilon_accounted=res.epsilon_accounted,
-        backend=res.backend, cpu_s=time.process_time() - cpu0, wall_s=time.perf_counter() - wall0,
+        cpu_s=time.process_time() - cpu0, wall_s=time.perf_counter() - wall0,
     )  # fmt: skip
 
 

@@ -3,10 +3,8 @@
 Names: ``raw_sharing``, ``random_subset``, ``pooled``, ``fedavg``, ``dp_fedavg`` (at ``privacy.target_epsilon``),
 ``dp_fedavg_eps<E>``, ``synthetic_<method>`` (e.g. ``synthetic_dm``) and ``synthetic_<method>_dp_eps<E>`` (DP
 synthetic sharing at per-release ε = E). A run executes
-``fedsered.federation.run_pipeline`` — the same client and server functions as the Flower App, so the audit measures
-exactly the federated pipelines. Where that module is absent (a build without the federation stream) a thin adapter
-calls ``distil`` / ``train_model`` / ``evaluate`` directly for the set-sharing pipelines; ``TargetRun.backend`` says
-which one ran.
+``fedsered.federation.run_pipeline`` — the one federation loop that ``fedsered simulate`` runs over Flower, here
+over the in-process transport — so the audit measures exactly the federated pipelines (ledgers included).
 """
 
 from __future__ import annotations
@@ -18,13 +16,14 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from fedsered.config import Config
+from fedsered.config import PIPELINES, Config, FederatedPipeline
 from fedsered.data.dataset import Dataset
 from fedsered.data.types import FeatureSet
+from fedsered.distill import METHODS
 from fedsered.errors import ConfigError
+from fedsered.federation.records import ClientRecord
 
-METHODS = ("random", "herding", "gm", "dm", "mtt")
-_PLAIN = ("raw_sharing", "random_subset", "pooled", "fedavg", "dp_fedavg")
+_PLAIN: tuple[FederatedPipeline, ...] = tuple(p for p in PIPELINES if p != "synthetic")
 _EPS = r"(?P<eps>[0-9]+(?:\.[0-9]+)?)"
 _SYNTHETIC = re.compile(rf"^synthetic_(?P<method>[a-z]+)(?:_dp_eps{_EPS})?$")
 _DP_FEDAVG = re.compile(rf"^dp_fedavg_eps{_EPS}$")
@@ -42,7 +41,7 @@ class TargetSpec:
     """
 
     name: str
-    pipeline: str
+    pipeline: FederatedPipeline
     method: str | None = None
     dp_epsilon: float | None = None
 
@@ -53,8 +52,9 @@ class TargetSpec:
 
 def parse_target(name: str) -> TargetSpec:
     """Parse a target name; raises ``ConfigError`` naming ``audit.pipelines`` and the accepted forms."""
-    if name in _PLAIN:
-        return TargetSpec(name=name, pipeline=name)
+    plain = next((p for p in _PLAIN if p == name), None)
+    if plain is not None:
+        return TargetSpec(name=name, pipeline=plain)
     if fed := _DP_FEDAVG.match(name):
         return TargetSpec(name=name, pipeline="dp_fedavg", dp_epsilon=_positive(name, fed["eps"]))
     match = _SYNTHETIC.match(name)
@@ -97,7 +97,6 @@ class TargetRun:
         uar: the global model's UAR on the held-out test speakers.
         bytes_up_total: bytes all clients uploaded.
         epsilon_accounted: the largest ε any client's releases were accounted at (``None`` without DP).
-        backend: ``"run_pipeline"`` or ``"adapter"``.
     """
 
     model: nn.Module
@@ -105,11 +104,10 @@ class TargetRun:
     uar: float
     bytes_up_total: int
     epsilon_accounted: float | None
-    backend: str
 
 
-def _accounted_epsilon(records: list[dict[str, Any]]) -> float | None:
-    eps = [float(r["privacy"]["epsilon"]) for r in records if isinstance(r.get("privacy"), dict)]
+def _accounted_epsilon(records: list[ClientRecord]) -> float | None:
+    eps = [float(r.privacy["epsilon"]) for r in records if r.privacy is not None]
     return max(eps) if eps else None
 
 
@@ -128,54 +126,14 @@ def run_target(
     Returns:
         The ``TargetRun``.
     """
-    run_cfg = target_config(cfg, spec)
-    try:
-        from fedsered.federation import run_pipeline
-    except ImportError:  # a build without the federation stream: the direct adapter below
-        return _adapter(run_cfg, data, spec=spec, clients=clients, seed=seed)
-    res = run_pipeline(run_cfg, data, pipeline=spec.pipeline, seed=seed, clients=clients)
-    shared = res.get("shared")
+    from fedsered.federation import run_pipeline
+
+    res = run_pipeline(target_config(cfg, spec), data, pipeline=spec.pipeline, seed=seed, clients=clients)
+    assert res.model is not None
     return TargetRun(
-        model=res["model"],
-        shared_x=None if shared is None or spec.pipeline == "pooled" else np.asarray(shared.x),
-        uar=float(res["global_uar"]),
-        bytes_up_total=int(res["bytes_up_total"]),
-        epsilon_accounted=_accounted_epsilon(res.get("clients", [])),
-        backend="run_pipeline",
+        model=res.model,
+        shared_x=None if res.shared is None else np.asarray(res.shared.x),
+        uar=res.uar,
+        bytes_up_total=res.bytes_up_total,
+        epsilon_accounted=_accounted_epsilon(res.clients),
     )
-
-
-def _adapter(cfg: Config, data: Dataset, *, spec: TargetSpec, clients: dict[str, FeatureSet], seed: int) -> TargetRun:
-    """Set-sharing pipelines through ``distil``/``train_model`` directly (no FedAvg, no DP)."""
-    from fedsered.distill.api import distil
-    from fedsered.models.build import fixed_init_state
-    from fedsered.seeding import int_seed
-    from fedsered.training.train import evaluate, train_model
-
-    if spec.pipeline in ("fedavg", "dp_fedavg") or spec.is_dp:
-        raise ConfigError(f"audit.pipelines: {spec.name} needs fedsered.federation.run_pipeline, absent in this build")
-    theta0 = fixed_init_state(cfg.model, n_classes=data.n_classes)
-    xs, ys = [], []
-    for cid, part in clients.items():
-        if spec.pipeline in ("raw_sharing", "pooled"):
-            xs.append(part.x)
-            ys.append(part.y)
-            continue
-        method = "random" if spec.pipeline == "random_subset" else str(spec.method)
-        s = distil(
-            part, method=method, ipc=cfg.federation.ipc, cfg=cfg.distill, model_cfg=cfg.model,
-            n_classes=data.n_classes, init_state=theta0, seed=int_seed(seed, f"client/{cid}"), client_id=cid,
-        )  # fmt: skip
-        xs.append(s.x)
-        ys.append(s.y)
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    model = train_model(
-        x, y, model_cfg=cfg.model, train_cfg=cfg.train, n_classes=data.n_classes, init_state=theta0,
-        seed=int_seed(seed, "server/train"),
-    )  # fmt: skip
-    uar = float(evaluate(model, data.test.x, data.test.y, n_classes=data.n_classes)["uar"])
-    return TargetRun(
-        model=model, shared_x=None if spec.pipeline == "pooled" else x, uar=uar,
-        bytes_up_total=0 if spec.pipeline == "pooled" else int(x.nbytes + y.nbytes), epsilon_accounted=None,
-        backend="adapter",
-    )  # fmt: skip

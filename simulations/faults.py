@@ -2,7 +2,8 @@
 
 ``fault_mod({partition: kind})`` makes the client of a partition raise, answer late, or corrupt its share reply after
 the real handler ran: ``raise``, ``sleep`` (``sleep_s`` before answering), ``nan`` (a NaN in ``x``), ``shape`` (one
-frame short), ``oversize`` (rows repeated ``oversize_factor`` times), ``wrong_id`` (claims another client's id).
+frame short), ``oversize`` (rows repeated ``oversize_factor`` times), ``wrong_id`` (claims another client's id),
+``privacy`` (a malformed privacy object in the metadata).
 Used by the tests and for demonstrations (``build_client_app(mods=[fault_mod(...)])``); never by default.
 """
 
@@ -16,9 +17,9 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
-from simulations.wire import META_KEY, SET_KEY
+from simulations.wire import META_KEY, PAYLOAD_KEY, TASK_KEY
 
-FAULTS: tuple[str, ...] = ("raise", "sleep", "nan", "shape", "oversize", "wrong_id")
+FAULTS: tuple[str, ...] = ("raise", "sleep", "nan", "shape", "oversize", "wrong_id", "privacy")
 
 
 class InjectedFaultError(RuntimeError):
@@ -26,7 +27,7 @@ class InjectedFaultError(RuntimeError):
 
 
 def _corrupt(reply: Message, kind: str, *, oversize_factor: int) -> Message:
-    arrays = reply.content.array_records[SET_KEY]
+    arrays = reply.content.array_records[PAYLOAD_KEY]
     x, y = arrays["x"].numpy().copy(), arrays["y"].numpy().copy()
     if kind == "nan":
         x.flat[0] = np.nan
@@ -37,13 +38,17 @@ def _corrupt(reply: Message, kind: str, *, oversize_factor: int) -> Message:
     elif kind == "wrong_id":
         meta = json.loads(str(reply.content.config_records[META_KEY]["json"]))
         meta["client_id"] = "client-999"
-        reply.content[META_KEY] = ConfigRecord({"json": json.dumps(meta)})
-    reply.content[SET_KEY] = ArrayRecord({"x": Array(x), "y": Array(y)})
+        reply.content[META_KEY] = ConfigRecord({"json": json.dumps(meta), "error": ""})
+    elif kind == "privacy":
+        meta = json.loads(str(reply.content.config_records[META_KEY]["json"]))
+        meta["privacy"] = {"releases": "all of them", "delta": 2.0}
+        reply.content[META_KEY] = ConfigRecord({"json": json.dumps(meta), "error": ""})
+    reply.content[PAYLOAD_KEY] = ArrayRecord({"x": Array(x), "y": Array(y)})
     return reply
 
 
 def fault_mod(faults: Mapping[int, str], *, sleep_s: float = 30.0, oversize_factor: int = 64) -> Mod:
-    """A mod injecting ``faults`` (partition → one of ``FAULTS``) into ``train.share`` replies."""
+    """A mod injecting ``faults`` (partition → one of ``FAULTS``) into share replies."""
     unknown = sorted(set(faults.values()) - set(FAULTS))
     if unknown:
         raise ValueError(f"unknown fault kinds {unknown}; known: {FAULTS}")
@@ -51,7 +56,8 @@ def fault_mod(faults: Mapping[int, str], *, sleep_s: float = 30.0, oversize_fact
 
     def mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
         kind = plan.get(int(str(context.node_config.get("partition-id", -1))))
-        if kind is None or msg.metadata.message_type != "train.share":
+        task = msg.content.config_records.get(TASK_KEY) if msg.metadata.message_type == "train" else None
+        if kind is None or task is None or task.get("kind") != "share":
             return call_next(msg, context)
         if kind == "raise":
             raise InjectedFaultError(f"injected fault on partition {context.node_config['partition-id']}")

@@ -1,8 +1,8 @@
 """Run the Flower App on Flower's simulation engine (Ray backend) from Python: what ``fedsered simulate`` calls.
 
-Flower 1.41's public Python entry point, ``flwr.simulation.run_simulation``, is deprecated in favour of ``flwr run``
+Flower's public Python entry point, ``flwr.simulation.run_simulation``, is deprecated in favour of ``flwr run``
 (which needs a SuperLink daemon) and cannot pass a run config to the ServerApp. Both call the engine function
-``flwr.simulation.run_simulation._run_simulation``; we call it directly, pinned to flwr 1.41.0 (pyproject), with a
+``flwr.simulation.run_simulation._run_simulation``; we call it directly, pinned to flwr 1.42.0 (pyproject), with a
 ``Context`` carrying the run config. Ray settings come from the ``federation`` section: CPUs per virtual client,
 Ray's CPU count and object-store cap, or ``ray_address`` to join a cluster started with ``ray start --head``.
 Ray's temp dir goes under the run folder (or a short folder in the system temp dir when the run folder's path is too
@@ -52,16 +52,18 @@ def backend_config(cfg: Config) -> dict[str, Any]:
 
 
 @contextmanager
-def ray_environment(out: Path) -> Iterator[Path]:
-    """Telemetry off and ``RAY_TMPDIR`` under ``out`` (or a short temp folder, removed afterwards) while inside."""
+def ray_environment(out: Path, extra: dict[str, str] | None = None) -> Iterator[Path]:
+    """Telemetry off, ``RAY_TMPDIR`` under ``out`` (or a short temp folder, removed afterwards) and ``extra`` set
+    while inside (Ray's processes inherit them)."""
     wanted = (out / "ray").resolve()
     short = None
     if len(str(wanted)) > RAY_SOCKET_BUDGET:
         short = Path(tempfile.mkdtemp(prefix="fsr-ray-"))
     tmp = short or wanted
     tmp.mkdir(parents=True, exist_ok=True)
-    saved = {k: os.environ.get(k) for k in [*QUIET_ENV, "RAY_TMPDIR"]}
-    os.environ.update({**QUIET_ENV, "RAY_TMPDIR": str(tmp)})
+    env = {**QUIET_ENV, "RAY_TMPDIR": str(tmp), **(extra or {})}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         yield tmp
     finally:
@@ -138,7 +140,8 @@ def simulate(
     propagate = flwr_logger.propagate
     flwr_logger.propagate = False  # Flower has its own console handler; the root logger would print it twice
     start = time.perf_counter()
-    with ray_environment(out) as tmp:
+    ledgers = {"FEDSERED_LEDGER_DIR": str((out / "clients").resolve())}  # the virtual clients' own ledger folders
+    with ray_environment(out, ledgers) as tmp:
         try:
             _run_simulation(
                 num_supernodes=num_supernodes or cfg.federation.num_clients,

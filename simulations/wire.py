@@ -1,9 +1,10 @@
-"""Message ↔ fedsered objects: how a shared set, a model state and the run instructions travel in Flower records.
+"""Message ↔ fedsered objects: how a ``Task`` and a ``Reply`` travel in Flower records.
 
-A share reply is ``RecordDict({"set": ArrayRecord({"x", "y"}), "meta": ConfigRecord({"json": <metadata>}),
-"metrics": MetricRecord(...)})``; model states (θ₀, the global model, FedAvg updates) travel as ``ArrayRecord`` of
-numpy arrays keyed by parameter name. The server decodes every reply with ``fedsered.federation.payload.decode_set``
-(size cap before decoding, then shape, dtype, finiteness and labels).
+A task is ``RecordDict({"arrays": ArrayRecord(model state), "task": ConfigRecord({"fedsered-config": <resolved YAML>,
+"pipeline", "kind", "round", "seed"})})`` with message type ``train``; a reply is ``RecordDict({"payload":
+ArrayRecord(the set's x/y or the update), "meta": ConfigRecord({"json": <metadata>, "error": <refusal or "">}),
+"metrics": MetricRecord(...)})``. ``reply_of`` never raises: a reply missing records arrives as an empty or
+undecodable ``Reply``, which the server's checks (``fedsered.federation.accept``) reject with the client named.
 """
 
 from __future__ import annotations
@@ -11,68 +12,80 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, MetricRecordValues, RecordDict
+import yaml
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
-from fedsered.distill.synthetic_set import SyntheticSet
-from fedsered.errors import PayloadError
-from fedsered.federation.payload import decode_set, meta_json
+from fedsered.config import PIPELINES, config_from_dict
+from fedsered.errors import DataError
+from fedsered.federation.protocol import Reply, Task, TaskKind
 
-SET_KEY, META_KEY, METRICS_KEY, INSTRUCTION_KEY, STATE_KEY = "set", "meta", "metrics", "config", "arrays"
-
-
-def state_record(state: dict[str, torch.Tensor] | dict[str, np.ndarray]) -> ArrayRecord:
-    """A model state as an ``ArrayRecord`` of numpy arrays (names kept, order kept)."""
-    return ArrayRecord({k: Array(np.ascontiguousarray(v.detach().cpu().numpy() if torch.is_tensor(v) else v))
-                        for k, v in state.items()})  # fmt: skip
+TASK_KEY, STATE_KEY, PAYLOAD_KEY, META_KEY, METRICS_KEY = "task", "arrays", "payload", "meta", "metrics"
 
 
-def record_state(record: ArrayRecord) -> dict[str, torch.Tensor]:
-    """The state dict carried by ``record`` (torch tensors, copies)."""
-    return {k: torch.from_numpy(np.array(a.numpy(), copy=True)) for k, a in record.items()}
+def array_record(arrays: dict[str, np.ndarray] | Any) -> ArrayRecord:
+    """Named numpy arrays as an ``ArrayRecord`` (names and order kept)."""
+    return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in arrays.items()})
 
 
-def record_arrays(record: ArrayRecord) -> dict[str, np.ndarray]:
-    """The arrays carried by ``record`` as numpy."""
-    return {k: a.numpy() for k, a in record.items()}
+def task_message(task: Task, node_id: int, *, cfg_yaml: str) -> Message:
+    """The Message carrying ``task`` to one node (``cfg_yaml``: the task's config, serialised once per round)."""
+    instr = ConfigRecord({"fedsered-config": cfg_yaml, "pipeline": task.pipeline, "kind": task.kind,
+                          "round": task.round, "seed": task.seed})  # fmt: skip
+    content = RecordDict({STATE_KEY: array_record(task.state), TASK_KEY: instr})
+    return Message(content, dst_node_id=node_id, message_type="train")
 
 
-def set_reply(msg: Message, s: SyntheticSet, metrics: dict[str, MetricRecordValues]) -> Message:
-    """The reply carrying a shared set and the client's metrics."""
-    content = RecordDict(
-        {
-            SET_KEY: ArrayRecord({"x": Array(np.ascontiguousarray(s.x)), "y": Array(np.ascontiguousarray(s.y))}),
-            META_KEY: ConfigRecord({"json": meta_json(s)}),
-            METRICS_KEY: MetricRecord(metrics),
-        }
-    )
+def _int(instr: ConfigRecord, key: str) -> int:
+    value = instr.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise DataError(f"server instruction: {key!r} must be an integer, got {str(value)[:40]!r}")
+    return value
+
+
+def task_of(msg: Message) -> Task:
+    """The ``Task`` a Message carries.
+
+    Raises:
+        DataError / ConfigError: a malformed instruction (named key).
+    """
+    content = msg.content
+    if TASK_KEY not in content.config_records or STATE_KEY not in content.array_records:
+        raise DataError(f"server instruction: expected the {TASK_KEY!r} config and the {STATE_KEY!r} arrays")
+    instr = content.config_records[TASK_KEY]
+    pipeline = next((p for p in PIPELINES if p == instr.get("pipeline")), None)
+    kinds: dict[object, TaskKind] = {"share": "share", "update": "update"}
+    kind = kinds.get(instr.get("kind"))
+    if pipeline is None or kind is None:
+        raise DataError(f"server instruction: unknown pipeline {str(instr.get('pipeline'))[:40]!r} or kind "
+                        f"{str(instr.get('kind'))[:20]!r}")  # fmt: skip
+    text = instr.get("fedsered-config")
+    if not isinstance(text, str):
+        raise DataError("server instruction: 'fedsered-config' must be the run's YAML text")
+    cfg = config_from_dict(yaml.safe_load(text) or {}, source="server instruction")
+    state = {k: np.array(a.numpy(), copy=True) for k, a in content.array_records[STATE_KEY].items()}
+    return Task(pipeline=pipeline, kind=kind, round=_int(instr, "round"), seed=_int(instr, "seed"), state=state,
+                cfg=cfg)  # fmt: skip
+
+
+def reply_message(msg: Message, reply: Reply) -> Message:
+    """The Message answering ``msg`` with ``reply``."""
+    content = RecordDict({
+        PAYLOAD_KEY: array_record(reply.arrays),
+        META_KEY: ConfigRecord({"json": reply.meta, "error": reply.error or ""}),
+        METRICS_KEY: MetricRecord({k: float(v) for k, v in reply.metrics.items()}),
+    })  # fmt: skip
     return Message(content, reply_to=msg)
 
 
-def reply_set(
-    reply: Message, *, n_classes: int, expected_shape: tuple[int, ...], max_bytes: int, source: str
-) -> tuple[SyntheticSet, int]:
-    """Decode and validate the set in a share reply; returns it and the bytes it took on the wire.
-
-    Raises:
-        PayloadError: missing records, or any defect ``decode_set`` finds.
-    """
-    content = reply.content
-    if SET_KEY not in content.array_records or META_KEY not in content.config_records:
-        raise PayloadError(f"{source}: reply lacks the {SET_KEY!r} arrays or the {META_KEY!r} metadata")
-    arrays = content.array_records[SET_KEY]
-    meta = content.config_records[META_KEY].get("json")
-    if not isinstance(meta, str):
-        raise PayloadError(f"{source}: metadata must be a JSON string")
-    s = decode_set(
-        dict(arrays.items()), meta, to_numpy=Array.numpy, nbytes=lambda a: len(a.data), n_classes=n_classes,
-        expected_shape=expected_shape, max_bytes=max_bytes, source=source,
+def reply_of(message: Message, *, client_id: str) -> Reply:
+    """The ``Reply`` in a client's Message (``client_id`` as the transport knows the sender); never raises."""
+    content = message.content
+    arrays = dict(content.array_records[PAYLOAD_KEY].items()) if PAYLOAD_KEY in content.array_records else {}
+    meta_rec = content.config_records.get(META_KEY)
+    meta = meta_rec.get("json") if meta_rec is not None else None
+    error = meta_rec.get("error") if meta_rec is not None else None
+    metrics = dict(content.metric_records[METRICS_KEY]) if METRICS_KEY in content.metric_records else {}
+    return Reply(
+        client_id=client_id, arrays=arrays, meta=meta if isinstance(meta, str) else "", metrics=metrics,
+        error=str(error)[:500] if error else None, to_numpy=Array.numpy, size=lambda a: len(a.data),
     )  # fmt: skip
-    nbytes = sum(len(a.data) for a in arrays.values()) + len(meta.encode("utf-8"))
-    return s, nbytes
-
-
-def reply_metrics(reply: Message) -> dict[str, Any]:
-    """The client's metrics of a reply (empty when absent)."""
-    records = reply.content.metric_records
-    return dict(records[METRICS_KEY]) if METRICS_KEY in records else {}

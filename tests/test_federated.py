@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -155,59 +156,79 @@ def test_quorum_and_fedavg_average_and_bytes_to_reach() -> None:
 def test_run_pipeline_direct_paths(tiny: tuple[Config, Dataset]) -> None:
     cfg, data = tiny
     syn = run_pipeline(cfg, data, pipeline="synthetic", seed=3)
-    assert 0.0 <= syn["global_uar"] <= 1.0
-    assert [c["id"] for c in syn["clients"]] == ["client-0", "client-1"]
-    assert all(c["status"] == "ok" and c["n_local"] == len(data.client(k)) for k, c in enumerate(syn["clients"]))
-    assert syn["bytes_up_total"] == sum(payload_bytes(s) for s in syn["sets"].values())
-    assert len(syn["shared"]) == 2 * data.n_classes  # ipc 1 per client, every class on both clients
+    assert 0.0 <= syn.uar <= 1.0
+    assert [c.id for c in syn.clients] == ["client-0", "client-1"] and all(c.status == "ok" for c in syn.clients)
+    assert syn.bytes_up_total == sum(payload_bytes(s) for s in syn.sets.values())
+    assert syn.shared is not None and len(syn.shared) == 2 * data.n_classes  # ipc 1 per client, every class on both
     again = run_pipeline(cfg, data, pipeline="synthetic", seed=3)
-    assert np.array_equal(again["shared"].x, syn["shared"].x) and again["global_uar"] == syn["global_uar"]
+    assert again.shared is not None and np.array_equal(again.shared.x, syn.shared.x) and again.uar == syn.uar
     other = run_pipeline(cfg, data, pipeline="synthetic", seed=4)
-    assert not np.array_equal(other["shared"].x, syn["shared"].x)
+    assert other.shared is not None and not np.array_equal(other.shared.x, syn.shared.x)
+    assert json.loads(json.dumps(syn.to_json()))["global_uar"] == syn.uar  # typed result, JSON-ready view
 
     one = run_pipeline(cfg, data, pipeline="raw_sharing", seed=3, clients=[1])
-    assert [c["id"] for c in one["clients"]] == ["client-1"]
-    assert np.array_equal(one["sets"]["client-1"].x, data.client(1).x)
-    assert one["bytes_up_total"] > npy_bytes(data.client(1).x)
+    assert [c.id for c in one.clients] == ["client-1"]
+    assert np.array_equal(one.sets["client-1"].x, data.client(1).x)
+    assert one.bytes_up_total > npy_bytes(data.client(1).x)
 
     fa = run_pipeline(cfg, data, pipeline="fedavg", seed=3)
-    theta_bytes = state_bytes({k: v.numpy() for k, v in fa["model"].state_dict().items()})
-    assert [r["round"] for r in fa["rounds"]] == [1, 2]
-    assert fa["bytes_up_total"] == 2 * 2 * theta_bytes
+    assert fa.model is not None
+    theta_bytes = state_bytes({k: v.numpy() for k, v in fa.model.state_dict().items()})
+    counts = [len(json.dumps({"num_examples": len(data.client(k))})) for k in range(2)]
+    assert [r.round for r in fa.rounds] == [1, 2]
+    assert fa.bytes_up_total == 2 * sum(theta_bytes + c for c in counts)
     pooled = run_pipeline(cfg, data, pipeline="pooled", seed=3)
-    assert pooled["bytes_up_total"] == 0 and pooled["clients"] == []
+    assert pooled.bytes_up_total == 0 and pooled.clients == []
 
     fed = cfg.federation.model_copy(update={"mode": "multi_round", "rounds": 2})
     multi = cfg.model_copy(update={"federation": fed})
     mr = run_pipeline(multi, data, pipeline="synthetic", seed=3)
-    assert [c["round"] for c in mr["clients"]] == [1, 1, 2, 2]
-    assert mr["bytes_up_total"] == sum(r["bytes_up"] for r in mr["rounds"])
+    assert [c.round for c in mr.clients] == [1, 1, 2, 2]
+    assert mr.bytes_up_total == sum(r.bytes_up for r in mr.rounds)
     # round 1 equals the one-shot run; round 2 re-distils for the round-1 global model, so the sets move
-    assert mr["rounds"][0]["uar"] == syn["global_uar"]
-    assert not np.array_equal(mr["shared"].x, syn["shared"].x)
+    assert mr.rounds[0].uar == syn.uar
+    assert mr.shared is not None and not np.array_equal(mr.shared.x, syn.shared.x)
     with pytest.raises(ConfigError, match="pipeline 'nope'"):
-        run_pipeline(cfg, data, pipeline="nope", seed=0)
+        run_pipeline(cfg, data, pipeline="nope", seed=0)  # type: ignore[arg-type]
 
 
 def test_dp_pipelines_account_every_release(tiny: tuple[Config, Dataset], tmp_path: Path) -> None:
     cfg, data = tiny
     dp = load_config(DEFAULT, [*tiny_overrides(tmp_path), "privacy.enabled=true", "privacy.target_epsilon=4",
-                               "federation.mode=multi_round", "federation.rounds=2"])  # fmt: skip
+                               "privacy.budget_epsilon=8", "federation.mode=multi_round",
+                               "federation.rounds=2"])  # fmt: skip
     syn = run_pipeline(dp, build_dataset(dp), pipeline="synthetic", seed=3)
-    last = [c for c in syn["clients"] if c["round"] == 2]
+    last = [c for c in syn.clients if c.round == 2]
     for c in last:  # two releases composed: more than one release's 4, at most two releases' 8 (composition)
-        assert len(c["privacy"]["releases"]) == 2 and 4.0 < c["privacy"]["epsilon"] <= 8.0 + 1e-6
-    assert all(s.meta["privacy"]["epsilon"] <= 4.0 + 1e-6 for s in syn["sets"].values())
+        assert c.privacy is not None and len(c.privacy["releases"]) == 2 and 4.0 < c.privacy["epsilon"] <= 8.0 + 1e-6
+    assert all(s.meta["privacy"]["epsilon"] <= 4.0 + 1e-6 for s in syn.sets.values())
 
     fa = run_pipeline(dp, data, pipeline="dp_fedavg", seed=3)
-    final = [c for c in fa["clients"] if c["round"] == dp.federation.fedavg_rounds]
+    final = [c for c in fa.clients if c.round == dp.federation.fedavg_rounds]
     for c in final:  # the noise was calibrated so that all rounds together spend the target
-        assert len(c["privacy"]["releases"]) == dp.federation.fedavg_rounds
-        assert c["privacy"]["epsilon"] == pytest.approx(4.0, rel=0.05)
+        assert c.privacy is not None and len(c.privacy["releases"]) == dp.federation.fedavg_rounds
+        assert c.privacy["epsilon"] == pytest.approx(4.0, rel=0.05)
     plain = run_pipeline(cfg, data, pipeline="fedavg", seed=3)
-    assert fa["bytes_up_total"] == plain["bytes_up_total"]
-    noisy, clean = fa["model"].state_dict(), plain["model"].state_dict()
+    assert fa.model is not None and plain.model is not None
+    noisy, clean = fa.model.state_dict(), plain.model.state_dict()
     assert any(not torch.equal(noisy[k], clean[k]) for k in clean)
+
+
+def test_over_budget_round_is_refused_before_any_work(tiny: tuple[Config, Dataset], tmp_path: Path) -> None:
+    """The budget covers one release: round 2 of multi-round DP sharing is refused by every client's ledger (nothing
+    uploaded), and the run stops with the refusal as the reason; the ledgers hold round 1 only."""
+    _, data = tiny
+    dp = load_config(DEFAULT, [*tiny_overrides(tmp_path), "privacy.enabled=true", "privacy.target_epsilon=4",
+                               "federation.mode=multi_round", "federation.rounds=2"])  # fmt: skip
+    with pytest.raises(QuorumError, match=r"round 2: only 0 of 2.*client-0: refused \(PrivacyBudgetError"):
+        run_pipeline(dp, data, pipeline="synthetic", seed=3, ledger_root=tmp_path / "ledgers")
+    for cid in ("client-0", "client-1"):
+        ledger = json.loads((tmp_path / "ledgers" / cid / "synthetic.json").read_text())
+        assert len(ledger["releases"]) == 1
+    # a second run of the same clients (same ledgers) is refused in round 1: the budget is spent
+    one = dp.model_copy(update={"federation": dp.federation.model_copy(update={"mode": "one_shot"})})
+    with pytest.raises(QuorumError, match="round 1: only 0 of 2"):
+        run_pipeline(one, data, pipeline="synthetic", seed=4, ledger_root=tmp_path / "ledgers")
 
 
 def test_server_side_redistillation_to_a_target_size(tiny: tuple[Config, Dataset]) -> None:

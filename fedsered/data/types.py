@@ -88,3 +88,11 @@ class FeatureSet:
     def subset(self, index: np.ndarray) -> FeatureSet:
         """The examples at ``index`` (an integer array or a boolean mask)."""
         return FeatureSet(self.x[index], self.y[index], self.speaker[index], self.utterance_id[index])
+
+    @classmethod
+    def concat(cls, parts: list[FeatureSet]) -> FeatureSet:
+        """The examples of ``parts`` one after the other (at least one part)."""
+        return cls(
+            np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]),
+            np.concatenate([p.speaker for p in parts]), np.concatenate([p.utterance_id for p in parts]),
+        )  # fmt: skip

@@ -17,12 +17,12 @@ privacy object. With a ``ledger`` the release is checked against the client's bu
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
 
-from fedsered.config import DistillConfig, ModelConfig
+from fedsered.config import DistillConfig, DistillMethod, ModelConfig
 from fedsered.data.types import FeatureSet
 from fedsered.distill.baselines import select_herding, select_random
 from fedsered.distill.dm import distil_dm
@@ -39,7 +39,7 @@ from fedsered.privacy.plan import DPSpec, plan_dp
 from fedsered.seeding import rng
 from fedsered.training.train import Progress
 
-METHODS: tuple[str, ...] = ("random", "herding", "gm", "dm", "mtt")
+METHODS: tuple[str, ...] = get_args(DistillMethod)
 """Every method ``distil`` knows."""
 
 SELECTION_METHODS: tuple[str, ...] = ("random", "herding")

@@ -1,36 +1,48 @@
-"""Federated synthetic-set sharing as plain functions (no Flower, no Ray): what the Flower App and the audit call.
+"""Federated sharing as plain functions (no Flower, no Ray inside): one loop, any transport.
 
-- ``client``: ``distil_client`` / ``share_client`` (a client's shared set), ``local_update`` (FedAvg's client step);
-- ``payload``: the wire form of a set, ``payload_bytes``, ``decode_set`` (validation with a size cap);
-- ``aggregate``: ``aggregate`` (union per class, re-balancing, optional re-distillation), ``fedavg_average``;
-- ``server``: ``train_global`` (from θ₀), ``score``;
-- ``records``: ``ClientRecord``, ``check_quorum``, ``QuorumError``;
-- ``pipeline``: ``run_pipeline(cfg, data, pipeline=, seed=, clients=)`` — the direct path.
+- ``protocol``: ``Task`` (the server's instruction), ``Reply`` / ``Failure`` (a client's answer), ``Transport``;
+- ``client``: ``run_task`` (the one client function every transport calls) and the client steps it uses;
+- ``accept``: the server's checks on a reply (``accept_set``, ``accept_update``, privacy objects re-derived);
+- ``loop``: ``run_federation`` — rounds, records, privacy composition, quorum, aggregation, scoring, written once;
+- ``inprocess`` / ``pipeline``: the in-process transport and ``run_pipeline`` (the audit's shadows);
+- ``compare``: ``run_comparison`` (synthetic sharing and its baselines over one transport);
+- ``results``: ``PipelineResult``, ``ComparisonResult`` (typed, ``to_json``); ``records``: ``ClientRecord``, quorum;
+- ``payload``, ``aggregate``, ``server``: the wire form of a set, the server's aggregation and model steps.
+The Flower transport lives in ``simulations/grid.py`` (this package never imports Flower).
 """
 
 from fedsered.federation.aggregate import aggregate, fedavg_average
-from fedsered.federation.client import client_id, client_seed, distil_client, local_update, share_client
+from fedsered.federation.client import client_id, client_seed, run_task
+from fedsered.federation.compare import run_comparison
+from fedsered.federation.loop import ServerView, run_federation
 from fedsered.federation.payload import decode_set, payload_bytes
-from fedsered.federation.pipeline import PIPELINES, json_view, run_pipeline
+from fedsered.federation.pipeline import run_pipeline
+from fedsered.federation.protocol import Failure, Reply, Task, Transport
 from fedsered.federation.records import ClientRecord, QuorumError, check_quorum
+from fedsered.federation.results import ComparisonResult, PipelineResult
 from fedsered.federation.server import score, train_global
 
 __all__ = [
-    "PIPELINES",
     "ClientRecord",
+    "ComparisonResult",
+    "Failure",
+    "PipelineResult",
     "QuorumError",
+    "Reply",
+    "ServerView",
+    "Task",
+    "Transport",
     "aggregate",
     "check_quorum",
     "client_id",
     "client_seed",
     "decode_set",
-    "distil_client",
     "fedavg_average",
-    "json_view",
-    "local_update",
     "payload_bytes",
+    "run_comparison",
+    "run_federation",
     "run_pipeline",
+    "run_task",
     "score",
-    "share_client",
     "train_global",
 ]

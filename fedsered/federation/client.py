@@ -1,13 +1,21 @@
-"""What one client computes from its private data: a shared set (distilled, selected or raw) or a local model update.
+"""What one client computes from its private data, and the one function every transport calls on a client.
 
-Plain functions of numpy/torch (no Flower, no Ray): the Flower ``ClientApp`` and the direct path both call them, so one
-seed gives the same bytes through either. Seeds: client ``cid`` in round ``r`` uses ``client_seed(seed, cid, r)``.
+``run_task(task, client)`` is the client's side of a round, whoever delivers the task: the in-process transport calls
+it directly, the Flower ``ClientApp`` after decoding a Message. It builds what the task's pipeline asks for — a shared
+set (``distil_client``, the random subset, ``raw_client``) or a model update (``local_update``, ``local_update_dp``) —
+with the client's ledger checked before any DP work and recorded after it (one ledger file per pipeline: each
+pipeline of a comparison is its own counterfactual federation), and answers with a ``Reply``. A refusal of the
+client's own (a ``FedseredError``: budget, bad instruction) is a reply with ``error`` and no arrays.
+Seeds: client ``cid`` in round ``r`` uses ``client_seed(seed, cid, r)``.
 """
 
 from __future__ import annotations
 
+import json
 import resource
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +26,11 @@ from fedsered.config import Config
 from fedsered.data.types import FeatureSet
 from fedsered.distill import distil
 from fedsered.distill.synthetic_set import SyntheticSet, make_meta
-from fedsered.errors import ConfigError, DataError
+from fedsered.errors import ConfigError, DataError, FedseredError
+from fedsered.federation.payload import meta_json
+from fedsered.federation.protocol import Reply, Task
 from fedsered.models import build_model
-from fedsered.privacy.accountant import calibrate_noise, privacy_object, releases_of
+from fedsered.privacy.accountant import calibrate_noise, privacy_object
 from fedsered.privacy.client import client_privacy
 from fedsered.privacy.dpsgd import train_dp_sgd
 from fedsered.privacy.ledger import PrivacyLedger
@@ -31,6 +41,75 @@ from fedsered.training.train import train_model
 
 SHARE_KINDS: tuple[str, ...] = ("synthetic", "random_subset", "raw_sharing")
 """Pipelines in which a client uploads a set of examples (as opposed to a model update)."""
+
+UPDATE_KINDS: tuple[str, ...] = ("fedavg", "dp_fedavg")
+"""Pipelines in which a client uploads a model update."""
+
+
+@dataclass(frozen=True)
+class LocalClient:
+    """What a client holds: its id, its private data, the task's class count and its own ledger folder.
+
+    Attributes:
+        client_id: ``"client-<partition>"``.
+        data: the client's private features.
+        n_classes: classes of the task.
+        ledger_dir: the folder of the client's ledgers (``<pipeline>.json`` each); ``None`` keeps none.
+    """
+
+    client_id: str
+    data: FeatureSet
+    n_classes: int
+    ledger_dir: Path | None = None
+
+    def ledger_path(self, pipeline: str) -> Path | None:
+        """The ledger file of ``pipeline``'s federation."""
+        return None if self.ledger_dir is None else self.ledger_dir / f"{pipeline}.json"
+
+
+def run_task(task: Task, client: LocalClient) -> Reply:
+    """The client's side of one round: do what ``task`` asks on the client's data and answer.
+
+    Returns:
+        A ``Reply`` with the shared set (``x``, ``y`` and its metadata JSON) or the update (the model's arrays; the
+        metadata holds ``num_examples`` for example-weighted FedAvg, or the round's DP release); ``error`` instead
+        when the client refuses (``FedseredError``). Metrics: ``seconds``, ``cpu-seconds``, ``peak-rss-mb``.
+    """
+    start, cpu = time.perf_counter(), time.process_time()
+    cid, cfg = client.client_id, task.cfg
+    state = {k: torch.from_numpy(np.array(v, copy=True)) for k, v in task.state.items()}
+    seed = client_seed(task.seed, cid, task.round)
+    arrays: dict[str, np.ndarray]
+    try:
+        if task.kind == "share":
+            if task.pipeline not in SHARE_KINDS:
+                raise ConfigError(f"a share task for pipeline {task.pipeline!r}; sharing pipelines: {SHARE_KINDS}")
+            s = share_client(
+                task.pipeline, client.data, cfg=cfg, client_id=cid, n_classes=client.n_classes, init_state=state,
+                seed=seed, ledger_path=client.ledger_path(task.pipeline),
+            )  # fmt: skip
+            arrays, meta = {"x": s.x, "y": s.y}, meta_json(s)
+        elif task.pipeline == "dp_fedavg":
+            arrays, release, delta = local_update_dp(
+                state, client.data, cfg=cfg, client_id=cid, seed=seed, n_classes=client.n_classes,
+                ledger_path=client.ledger_path(task.pipeline),
+            )  # fmt: skip
+            obj = privacy_object([release], delta=delta, accountant=cfg.privacy.accountant)
+            meta = json.dumps({"privacy": obj}, allow_nan=False)
+        elif task.pipeline == "fedavg":
+            arrays = local_update(state, client.data, cfg=cfg, seed=seed, n_classes=client.n_classes)
+            weighted = cfg.federation.fedavg_weighting == "examples"
+            meta = json.dumps({"num_examples": len(client.data)} if weighted else {})
+        else:
+            raise ConfigError(f"an update task for pipeline {task.pipeline!r}; update pipelines: {UPDATE_KINDS}")
+    except FedseredError as exc:
+        return Reply(client_id=cid, arrays={}, error=f"{type(exc).__name__}: {exc}"[:500], metrics=_metrics(start, cpu))
+    return Reply(client_id=cid, arrays=arrays, meta=meta, metrics=_metrics(start, cpu))
+
+
+def _metrics(start: float, cpu: float) -> dict[str, float]:
+    return {"seconds": time.perf_counter() - start, "cpu-seconds": time.process_time() - cpu,
+            "peak-rss-mb": peak_rss_mb()}  # fmt: skip
 
 
 def client_id(k: int) -> str:
@@ -201,11 +280,3 @@ def local_update_dp(
     if ledger is not None:
         ledger.record(release)
     return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}, release, cp.delta
-
-
-def compose_privacy(previous: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A client's privacy object over all its releases so far: ``previous`` (or ``None``) composed with ``new``."""
-    if new is None:
-        return previous
-    releases = (releases_of(previous) if previous is not None else []) + releases_of(new)
-    return privacy_object(releases, delta=float(new["delta"]), accountant=str(new["accountant"]))

@@ -1,9 +1,10 @@
 """What a round records about each client, the quorum rule, and the bytes-to-target comparison.
 
 Statuses: ``ok`` (reply accepted), ``rejected`` (reply failed validation: malformed, non-finite, oversized),
-``failed`` (the client raised), ``timeout`` (no reply within ``federation.round_timeout_s``), ``absent`` (its node
-never connected). A round proceeds when at least ``federation.min_fraction`` of the expected clients are ``ok``;
-otherwise ``QuorumError`` names the round and every failed client.
+``refused`` (the client declined: its budget or policy), ``failed`` (the client raised), ``timeout`` (no reply
+within ``federation.round_timeout_s``), ``absent`` (its node never connected). A round proceeds when at least
+``federation.min_fraction`` of the expected clients are ``ok``; otherwise ``QuorumError`` names the round and every
+failed client.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from fedsered.errors import FedseredError
 
-STATUSES: tuple[str, ...] = ("ok", "rejected", "failed", "timeout", "absent")
+STATUSES: tuple[str, ...] = ("ok", "rejected", "refused", "failed", "timeout", "absent")
 
 
 class QuorumError(FedseredError):
@@ -33,7 +34,6 @@ class ClientRecord:
         seconds: the client's compute time for the reply (wall seconds measured on the client).
         peak_rss_mb: peak resident memory of the process that ran the client.
         privacy: the client's privacy object (ε, δ, accountant, releases) or ``None`` without DP.
-        n_local: the client's number of private examples.
         error: why the reply was not used (``None`` when ``ok``).
         round: the round (1-based).
         cpu_seconds: the client's CPU seconds for the reply (its process).
@@ -47,7 +47,6 @@ class ClientRecord:
     seconds: float | None = None
     peak_rss_mb: float | None = None
     privacy: dict[str, Any] | None = None
-    n_local: int | None = None
     error: str | None = None
     round: int = 1
     cpu_seconds: float | None = None

@@ -1,0 +1,47 @@
+"""A comparison over one federation: synthetic sharing, then each baseline of ``federation.baselines``.
+
+``run_comparison`` is what ``fedsered simulate``'s ServerApp runs over Flower's Grid (and what can run in-process):
+every pipeline goes through the same loop, transport, partitions, seed and evaluation, each as its own
+counterfactual federation (its own client ledgers). The result is a ``ComparisonResult``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from fedsered.config import Config, FederatedPipeline
+from fedsered.federation.loop import Progress, ServerView, run_federation
+from fedsered.federation.protocol import Transport
+from fedsered.federation.results import ComparisonResult, PipelineResult
+
+
+def run_comparison(
+    cfg: Config, server: ServerView, transport: Transport, *, seed: int, progress: Progress | None = None,
+    log: Progress | None = None,
+) -> ComparisonResult:
+    """Synthetic sharing and the configured baselines over ``transport``.
+
+    Args:
+        cfg: the whole config.
+        server: what the server holds.
+        transport: carries tasks to the clients.
+        seed: the run seed.
+        progress: ``(pipeline, round, rounds)`` after every round.
+        log: ``(pipeline, done, total)`` after every pipeline (``done`` counts pipelines).
+
+    Returns:
+        The ``ComparisonResult`` (``facts`` holds mode, method, ipc and the nodes).
+    """
+    names: list[FederatedPipeline] = ["synthetic", *[b for b in cfg.federation.baselines if b != "synthetic"]]
+    results: dict[str, PipelineResult] = {}
+    start = time.perf_counter()
+    for i, name in enumerate(names, 1):
+        results[name] = run_federation(cfg, server, transport, pipeline=name, seed=seed, progress=progress)
+        if log is not None:
+            log(name, i, len(names))
+    main = results.pop("synthetic")
+    fed = cfg.federation
+    facts = {"mode": fed.mode, "method": fed.method, "ipc": fed.ipc,
+             "nodes": {"expected": len(transport.expected()), "connected": len(transport.connected())},
+             "n_test": len(server.test), "total_seconds": time.perf_counter() - start}  # fmt: skip
+    return ComparisonResult(main=main, baselines=results, facts=facts)
