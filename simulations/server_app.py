@@ -3,15 +3,18 @@
 ``main`` reads the run config (``config-path``, optional ``out-dir``) and calls ``serve``: build the server's view
 (held-out test speakers; the clients' union for the pooled oracle), connect to the nodes (``GridTransport``), run
 synthetic sharing and the baselines through the one federation loop (``fedsered.federation.run_comparison``), and
-write ``results.json`` and the aggregated sets. No round logic lives here.
+write ``results.json``, the aggregated sets (``shared/<pipeline>``) and every pipeline's global model
+(``models/<pipeline>.npz``). No round logic lives here.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from pathlib import Path
 
+import numpy as np
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
@@ -20,7 +23,8 @@ from fedsered.data.dataset import build_dataset
 from fedsered.distill.synthetic_set import save_set
 from fedsered.federation import ComparisonResult, client_id, run_comparison
 from fedsered.federation.pipeline import server_view
-from fedsered.io import atomic_write_json
+from fedsered.federation.server import state_arrays
+from fedsered.io import atomic_write_bytes, atomic_write_json
 from fedsered.privacy.client import check_overrides
 from simulations.grid import GridTransport
 
@@ -52,6 +56,10 @@ def serve(grid: Grid, cfg: Config, *, out: Path) -> ComparisonResult:
     for name, res in {"synthetic": result.main, **result.baselines}.items():
         if res.shared is not None:
             save_set(out / "shared" / name, res.shared)
+        if res.model is not None:  # the global model of every pipeline, as named numpy arrays
+            buf = io.BytesIO()
+            np.savez(buf, **state_arrays(res.model))
+            atomic_write_bytes(out / "models" / f"{name}.npz", buf.getvalue())
     atomic_write_json(out / "results.json", result.to_json())
     return result
 
