@@ -1,9 +1,15 @@
-"""The Flower App on Flower's Ray simulation engine: faulty clients, a missing node, and the same global model as
-the direct path for one seed. One Ray run covers them all (a run costs ~30-60 s on the shared 2-core box)."""
+"""The Flower App on Flower's Ray simulation engine, against the same loop run in-process.
+
+Three Ray runs: faulty clients and a missing node; every pipeline (multi-round synthetic sharing and each baseline)
+compared with the in-process transport for one seed — same global model, UAR and bytes; and a DP run whose ledgers
+refuse an over-budget round. A run costs ~30-60 s on the shared 2-core box.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,55 +26,64 @@ from fedsered.distill import load_set
 from fedsered.federation import QuorumError, payload_bytes, run_pipeline
 from simulations.client_app import build_client_app
 from simulations.faults import fault_mod
-from simulations.rounds import discover
+from simulations.grid import GridTransport
 from simulations.runner import backend_config, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = str(ROOT / "configs" / "default.yaml")
 
-FAULTS = {0: "raise", 1: "nan", 2: "shape", 3: "oversize", 4: "sleep"}
+FAULTS = {0: "raise", 1: "nan", 2: "shape", 3: "oversize", 4: "sleep", 5: "privacy"}
 EXPECTED = {0: ("failed", "injected fault"), 1: ("rejected", "non-finite"), 2: ("rejected", "shape"),
-            3: ("rejected", "above the cap"), 4: ("timeout", "no reply"), 5: ("ok", None),
-            6: ("absent", "no node")}  # fmt: skip
+            3: ("rejected", "above the cap"), 4: ("timeout", "no reply"), 5: ("rejected", "privacy"),
+            6: ("ok", None), 7: ("absent", "no node")}  # fmt: skip
 
 
 def sim_overrides(tmp: Path) -> list[str]:
-    """Seven training speakers = seven clients (one test speaker), tiny features and net, no baselines."""
+    """Eight training speakers = eight clients (one test speaker), tiny features and net, no baselines."""
     return [
-        "data.embedded.n_speakers=8", "data.test_speakers=0.125", "data.embedded.utterances_per_emotion=2",
+        "data.embedded.n_speakers=9", "data.test_speakers=0.1", "data.embedded.utterances_per_emotion=2",
         "data.embedded.duration_s=[1.0, 1.2]", "features.segment_s=1.2", "features.n_mels=32",
         f"features.cache_dir={tmp / 'cache'}", "model.name=cnn_iot", "model.width=4", "train.epochs=2",
-        "federation.num_clients=7", "federation.ipc=1", "distill.dm_iterations=3", "distill.eval_epochs=3",
+        "federation.num_clients=8", "federation.ipc=1", "distill.dm_iterations=3", "distill.eval_epochs=3",
         "federation.baselines=[]", "federation.min_fraction=0.1", "federation.node_wait_s=3",
         "federation.round_timeout_s=45", "federation.max_payload_mb=0.5",  # 15 s timed out on a loaded machine
     ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def faulty_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, dict[str, Any], dict[str, Any], Path]:
-    tmp = tmp_path_factory.mktemp("sim")
-    cfg = load_config(DEFAULT, sim_overrides(tmp))
-    out = tmp / "run"
-    out.mkdir()
-    (out / "config.yaml").write_text(cfg.to_yaml())
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """The ServerApp runs in this process; Ray actors run torch on one thread, so does the in-process reference."""
     before = torch.get_num_threads()
-    torch.set_num_threads(1)  # the ServerApp runs in this process; Ray actors run torch on one thread too
+    torch.set_num_threads(1)
     try:
-        runtime = simulate(
-            cfg, config_path=out / "config.yaml", out=out, num_supernodes=6,  # partition 6 never connects
-            client_app=build_client_app(mods=[fault_mod(FAULTS, sleep_s=60.0)]),
-        )  # fmt: skip
-        results = json.loads((out / "results.json").read_text())
-        return cfg, results, runtime, out
+        yield
     finally:
         torch.set_num_threads(before)
 
 
+def run_sim(cfg: Config, out: Path, **kwargs: Any) -> dict[str, Any]:
+    out.mkdir(parents=True)
+    (out / "config.yaml").write_text(cfg.to_yaml())
+    with one_thread():
+        runtime = simulate(cfg, config_path=out / "config.yaml", out=out, **kwargs)
+    assert runtime["leftover_pids"] == []
+    return runtime
+
+
+@pytest.fixture(scope="module")
+def faulty_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, dict[str, Any], Path]:
+    tmp = tmp_path_factory.mktemp("sim")
+    cfg = load_config(DEFAULT, sim_overrides(tmp))
+    out = tmp / "run"
+    run_sim(cfg, out, num_supernodes=7, client_app=build_client_app(mods=[fault_mod(FAULTS, sleep_s=60.0)]))
+    return cfg, json.loads((out / "results.json").read_text()), out
+
+
 @pytest.mark.slow
-def test_faulty_clients_are_recorded_and_the_round_proceeds(faulty_run: tuple[Config, dict, dict, Path]) -> None:
-    _, results, runtime, _ = faulty_run
+def test_faulty_clients_are_recorded_and_the_round_proceeds(faulty_run: tuple[Config, dict, Path]) -> None:
+    _, results, _ = faulty_run
     rows = {c["id"]: c for c in results["clients"]}
-    assert list(rows) == [f"client-{k}" for k in range(7)]
+    assert list(rows) == [f"client-{k}" for k in range(8)]
     for k, (status, why) in EXPECTED.items():
         row = rows[f"client-{k}"]
         assert row["status"] == status, row
@@ -76,33 +91,102 @@ def test_faulty_clients_are_recorded_and_the_round_proceeds(faulty_run: tuple[Co
             assert row["error"] is None and row["bytes_up"] > 0
         else:
             assert why in row["error"] and row["bytes_up"] == 0
-    assert results["nodes"] == {"expected": 7, "connected": 6}
-    assert results["bytes_up_total"] == rows["client-5"]["bytes_up"]
+    assert results["nodes"] == {"expected": 8, "connected": 7}
+    assert results["bytes_up_total"] == rows["client-6"]["bytes_up"]
     assert {"global_uar", "bytes_up_total", "clients", "baselines"} <= results.keys()
     contract = {"id", "status", "bytes_up", "seconds", "peak_rss_mb", "privacy"}
     assert all(contract <= c.keys() for c in results["clients"])
-    assert runtime["leftover_pids"] == []
     assert not [p for p in psutil.Process().children(recursive=True) if "ray" in " ".join(p.cmdline()).lower()]
 
 
 @pytest.mark.slow
-def test_flower_path_equals_direct_path_for_one_seed(faulty_run: tuple[Config, dict, dict, Path]) -> None:
-    cfg, results, _, out = faulty_run
+def test_one_shot_flower_path_equals_in_process_path(faulty_run: tuple[Config, dict, Path]) -> None:
+    cfg, results, out = faulty_run
     data = build_dataset(cfg)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        direct = run_pipeline(cfg, data, pipeline="synthetic", seed=cfg.seed, clients=[5])
-    finally:
-        torch.set_num_threads(before)
+    with one_thread():
+        direct = run_pipeline(cfg, data, pipeline="synthetic", seed=cfg.seed, clients=[6])
     shared = load_set(out / "shared" / "synthetic", n_classes=data.n_classes, expected_shape=data.input_shape)
-    assert np.array_equal(shared.x, direct["shared"].x) and np.array_equal(shared.y, direct["shared"].y)
-    assert results["global_uar"] == direct["global_uar"] and results["confusion"] == direct["confusion"]
-    assert results["bytes_up_total"] == direct["bytes_up_total"] == payload_bytes(direct["sets"]["client-5"])
+    assert direct.shared is not None
+    assert np.array_equal(shared.x, direct.shared.x) and np.array_equal(shared.y, direct.shared.y)
+    assert results["global_uar"] == direct.uar and results["confusion"] == direct.confusion
+    assert results["bytes_up_total"] == direct.bytes_up_total == payload_bytes(direct.sets["client-6"])
+
+
+ALL_BASELINES = ("pooled", "raw_sharing", "random_subset", "fedavg", "dp_fedavg")
+
+
+def equal_overrides(tmp: Path) -> list[str]:
+    """Three clients, multi-round synthetic sharing (2 rounds) and every baseline (FedAvg 2 rounds)."""
+    return [
+        "data.embedded.n_speakers=4", "data.test_speakers=0.25", "data.embedded.utterances_per_emotion=2",
+        "data.embedded.duration_s=[1.0, 1.2]", "features.segment_s=1.2", "features.n_mels=32",
+        f"features.cache_dir={tmp / 'cache'}", "model.name=cnn_iot", "model.width=4", "train.epochs=2",
+        "federation.num_clients=3", "federation.ipc=1", "distill.dm_iterations=3", "distill.eval_epochs=3",
+        "federation.mode=multi_round", "federation.rounds=2", "federation.fedavg_rounds=2",
+        f"federation.baselines=[{', '.join(ALL_BASELINES)}]", "federation.node_wait_s=30",
+        "privacy.target_epsilon=4",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def equal_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, dict[str, Any], Path]:
+    tmp = tmp_path_factory.mktemp("equal")
+    cfg = load_config(DEFAULT, equal_overrides(tmp))
+    out = tmp / "run"
+    run_sim(cfg, out)
+    return cfg, json.loads((out / "results.json").read_text()), out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pipeline", ["synthetic", *ALL_BASELINES])
+def test_every_pipeline_is_the_same_through_flower_and_in_process(
+    equal_run: tuple[Config, dict, Path], pipeline: str, tmp_path: Path
+) -> None:
+    cfg, results, out = equal_run
+    flower = results if pipeline == "synthetic" else results["baselines"][pipeline]
+    data = build_dataset(cfg)
+    with one_thread():
+        direct = run_pipeline(cfg, data, pipeline=pipeline, seed=cfg.seed, ledger_root=tmp_path)  # type: ignore[arg-type]
+    assert flower["global_uar"] == direct.uar and flower["confusion"] == direct.confusion
+    assert flower["bytes_up_total"] == direct.bytes_up_total
+    assert [r["uar"] for r in flower["rounds"]] == [r.uar for r in direct.rounds]
+    assert [(c["id"], c["round"], c["status"], c["bytes_up"]) for c in flower["clients"]] == [
+        (c.id, c.round, c.status, c.bytes_up) for c in direct.clients
+    ]
+    assert [c["privacy"] for c in flower["clients"]] == [c.privacy for c in direct.clients]
+    assert direct.model is not None
+    saved = np.load(out / "models" / f"{pipeline}.npz")
+    for name, value in direct.model.state_dict().items():
+        assert np.array_equal(saved[name], value.numpy()), name
+    if pipeline == "dp_fedavg":  # every round composed in each client's own ledger, the same on both paths
+        for cid in ("client-0", "client-1", "client-2"):
+            on_flower = json.loads((out / "clients" / cid / "dp_fedavg.json").read_text())
+            in_process = json.loads((tmp_path / cid / "dp_fedavg.json").read_text())
+            assert len(on_flower["releases"]) == cfg.federation.fedavg_rounds
+            assert on_flower["epsilon"] == in_process["epsilon"] == pytest.approx(4.0, rel=0.05)
+
+
+@pytest.mark.slow
+def test_over_budget_round_is_refused_on_both_paths(tmp_path: Path) -> None:
+    """A budget of one release: round 2 of multi-round DP sharing is refused by every client before any work, on
+    Flower as in-process; the run stops with one clear error and each ledger holds round 1 only."""
+    over = [*equal_overrides(tmp_path), "federation.baselines=[]", "privacy.enabled=true", "federation.num_clients=2",
+            "data.embedded.n_speakers=3", "data.test_speakers=0.34"]  # fmt: skip
+    cfg = load_config(DEFAULT, over)
+    pattern = r"round 2: only 0 of 2 clients.*client-0: refused \(PrivacyBudgetError"
+    with pytest.raises(QuorumError, match=pattern):
+        run_sim(cfg, tmp_path / "flower")
+    with one_thread(), pytest.raises(QuorumError, match=pattern):
+        run_pipeline(cfg, build_dataset(cfg), pipeline="synthetic", seed=cfg.seed, ledger_root=tmp_path / "direct")
+    for cid in ("client-0", "client-1"):
+        flower = json.loads((tmp_path / "flower" / "clients" / cid / "synthetic.json").read_text())
+        direct = json.loads((tmp_path / "direct" / cid / "synthetic.json").read_text())
+        assert len(flower["releases"]) == len(direct["releases"]) == 1
+        assert flower["epsilon"] == direct["epsilon"]
 
 
 class FakeGrid:
-    """Just enough of a Grid for ``discover``: fixed nodes answering ``query.partition`` with their index."""
+    """Just enough of a Grid for ``GridTransport.connect``: fixed nodes answering ``query.partition``."""
 
     def __init__(self, n: int) -> None:
         self.ids = list(range(100, 100 + n))
@@ -113,7 +197,7 @@ class FakeGrid:
     def send_and_receive(self, msgs: list[Message], *, timeout: float | None = None) -> list[Message]:
         replies = []
         for m in msgs:
-            content = RecordDict({"config": ConfigRecord({"partition-id": m.metadata.dst_node_id - 100})})
+            content = RecordDict({"task": ConfigRecord({"partition-id": m.metadata.dst_node_id - 100})})
             replies.append(Message(content, reply_to=m))
         return replies
 
@@ -131,9 +215,9 @@ def task_identity(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_error_summary_keeps_the_clients_message() -> None:
     from flwr.app import Error
 
-    from simulations.rounds import error_summary
+    from simulations.grid import error_summary
 
-    msg = Message(RecordDict(), dst_node_id=7, message_type="train.share")
+    msg = Message(RecordDict(), dst_node_id=7, message_type="train")
     reason = "\x1b[36mray::X.run()\x1b[39m\n  File x\nException ClientAppException occurred. Message: boom 3\n"
     assert error_summary(Message(Error(code=1, reason=reason), reply_to=msg)) == (
         "Exception ClientAppException occurred. Message: boom 3"
@@ -143,11 +227,11 @@ def test_error_summary_keeps_the_clients_message() -> None:
 @pytest.mark.usefixtures("task_identity")
 def test_too_few_nodes_stop_with_one_clear_error(tmp_path: Path) -> None:
     cfg = load_config(DEFAULT, [*sim_overrides(tmp_path), "federation.node_wait_s=0.3", "federation.min_fraction=0.5"])
-    fed = discover(FakeGrid(4), cfg)  # type: ignore[arg-type]
-    assert sorted(fed.nodes.values()) == [0, 1, 2, 3] and [r.id for r in fed.absent(1)] == ["client-4", "client-5",
-                                                                                           "client-6"]  # fmt: skip
-    with pytest.raises(QuorumError, match=r"only 3 of 7 expected nodes connected within federation.node_wait_s=0.3"):
-        discover(FakeGrid(3), cfg)  # type: ignore[arg-type]
+    transport = GridTransport.connect(FakeGrid(4), cfg)  # type: ignore[arg-type]
+    assert transport.connected() == ["client-0", "client-1", "client-2", "client-3"]
+    assert transport.expected() == [f"client-{k}" for k in range(8)]
+    with pytest.raises(QuorumError, match=r"only 3 of 8 expected nodes connected within federation.node_wait_s=0.3"):
+        GridTransport.connect(FakeGrid(3), cfg)  # type: ignore[arg-type]
 
 
 def test_backend_config_and_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
