@@ -1,27 +1,45 @@
-"""The YAML configuration: one pydantic model per section, defaults defined here and nowhere else.
+"""The YAML configuration: one pydantic model per section (defaults defined here and nowhere else), and the one
+guarded parser of config text.
 
-``load_config(path, overrides)`` reads a YAML file, applies ``--set a.b=value`` overrides (values parsed as YAML),
-and validates. Unknown keys, wrong types and out-of-range values raise one ``ConfigError`` naming the file, the key
-path and what is allowed.
+``load_config(path, overrides)`` reads a YAML file, applies ``--set a.b=value`` overrides (values parsed as YAML) and
+validates; ``config_from_text(text, source=...)`` validates text from anywhere else (the Flower server broadcasts the
+resolved config to its clients). Both parse with ``_GuardedLoader``, which refuses, while composing and so before any
+Python object exists, text over ``MAX_CONFIG_BYTES``, nesting deeper than ``MAX_DEPTH`` and more than ``MAX_NODES``
+values once aliases are expanded (a billion-laughs file). The schema bounds sizes by what can be allocated (a
+synthetic set at most ``MAX_SET_BYTES``) and takes finite floats only. Every problem is one ``ConfigError`` naming the
+file, the key path and what is allowed, quoting at most ~80 characters of a bad value.
 """
 
 from __future__ import annotations
 
+import reprlib
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from yaml.constructor import ConstructorError
+from yaml.nodes import Node, ScalarNode
 
 from fedsered.errors import ConfigError
 
 DistillMethod = Literal["random", "herding", "gm", "dm", "mtt"]
 """Every distillation / selection method (the one place their names are defined)."""
+MAX_CONFIG_BYTES = 1 << 20  # a config file or text (the resolved default config is ~6 KB)
+MAX_DEPTH = 64  # nested mappings and sequences (a config needs 4)
+MAX_NODES = 20_000  # YAML values once every alias is expanded (the resolved default config has ~300)
+MAX_NUMBER_CHARS = 100  # an integer scalar (longer ones are slow to build or over Python's digit limit)
+MAX_SET_BYTES = 256 << 20  # one synthetic set, or the server's union of them, as float32 (distilling takes ~6x)
+MAX_IPC = 10_000  # examples per class of any synthetic set
+MIN_EPSILON, MAX_EPSILON = 1e-3, 1e3  # any DP epsilon (outside: calibration fails, or the noise is negligible)
+
+Epsilon = Annotated[float, Field(ge=MIN_EPSILON, le=MAX_EPSILON)]
+
 CorpusName = Literal["embedded", "ravdess", "crema_d", "emodb", "iemocap", "manifest"]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class EmbeddedCorpusConfig(_Section):
@@ -103,6 +121,12 @@ class FeaturesConfig(_Section):
             raise ValueError("fmin must be below fmax")
         return self
 
+    @property
+    def n_frames(self) -> int:
+        """Frames per clip, as ``fedsered.data.features.n_frames`` counts them (librosa's centred frames)."""
+        samples = round(self.segment_s * self.sample_rate)
+        return 1 + (samples + 2 * (self.n_fft // 2) - self.n_fft) // self.hop_length
+
 
 class ModelConfig(_Section):
     name: Literal["cnn6", "cnn_iot", "resnet9"] = "cnn6"
@@ -129,7 +153,7 @@ class DistillConfig(_Section):
     """
 
     methods: tuple[DistillMethod, ...] = ("mtt",)
-    ipc: tuple[int, ...] = Field((10,), description="synthetic examples per class")
+    ipc: tuple[Annotated[int, Field(ge=1, le=MAX_IPC)], ...] = Field((10,), description="synthetic examples per class")
     # -- shared by gm, dm and mtt
     init: Literal["real", "noise"] = Field(
         "real", description="synthetic start: random real examples of the class, or Gaussian noise at the data's scale"
@@ -182,8 +206,8 @@ class DistillConfig(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> DistillConfig:
-        if not self.methods or any(i < 1 for i in self.ipc) or not self.ipc:
-            raise ValueError("methods and ipc must be non-empty; each ipc >= 1")
+        if not self.methods or not self.ipc:
+            raise ValueError("methods and ipc must be non-empty")
         last_target = self.max_start_epoch - 1 + self.expert_epochs
         if last_target > self.expert_train_epochs:
             raise ValueError(
@@ -196,10 +220,10 @@ class DistillConfig(_Section):
 class PrivacyClientOverride(_Section):
     """Per-client privacy settings; every key left out takes the ``privacy`` section's value."""
 
-    target_epsilon: float | None = Field(None, gt=0.0, description="epsilon of one release of this client")
-    delta: float | None = Field(None, gt=0.0, lt=1.0, description="this client's delta (must be < 1/n_local)")
-    max_grad_norm: float | None = Field(None, gt=0.0, description="this client's clipping bound C")
-    budget_epsilon: float | None = Field(None, gt=0.0, description="this client's total epsilon over all releases")
+    target_epsilon: Epsilon | None = Field(None, description="epsilon of one release of this client")
+    delta: float | None = Field(None, ge=1e-12, lt=1.0, description="this client's delta (must be < 1/n_local)")
+    max_grad_norm: float | None = Field(None, ge=1e-6, le=1e6, description="this client's clipping bound C")
+    budget_epsilon: Epsilon | None = Field(None, description="this client's total epsilon over all releases")
 
 
 class PrivacyConfig(_Section):
@@ -211,16 +235,18 @@ class PrivacyConfig(_Section):
     """
 
     enabled: bool = False
-    target_epsilon: float = Field(8.0, gt=0.0, description="epsilon of one release (the noise is calibrated to it)")
-    delta: float | None = Field(None, gt=0.0, lt=1.0, description="defaults to min(1e-5, 1/(10 n_local))")
-    max_grad_norm: float = Field(1.0, gt=0.0, description="clipping bound C of per-sample gradients / embeddings")
+    target_epsilon: Epsilon = Field(8.0, description="epsilon of one release (the noise is calibrated to it)")
+    delta: float | None = Field(None, ge=1e-12, lt=1.0, description="defaults to min(1e-5, 1/(10 n_local))")
+    max_grad_norm: float = Field(
+        1.0, ge=1e-6, le=1e6, description="clipping bound C of per-sample gradients / embeddings"
+    )
     accountant: Literal["rdp", "prv"] = "rdp"
-    budget_epsilon: float | None = Field(
-        None, gt=0.0, description="total epsilon of a client over all its releases (default: target_epsilon)"
+    budget_epsilon: Epsilon | None = Field(
+        None, description="total epsilon of a client over all its releases (default: target_epsilon)"
     )
     sample_rate: float | None = Field(
         None,
-        gt=0.0,
+        ge=1e-6,
         le=1.0,
         description="Poisson sampling rate of real examples per gm/dm step (default: distill.batch_real x "
         "classes / n_local, capped at 1)",
@@ -247,7 +273,7 @@ class SweepConfig(_Section):
     )
     methods: tuple[Literal["gm", "dm", "mtt"], ...] = ("dm", "gm")
     seeds: tuple[int, ...] = Field((0, 1, 2), description="seeds of distillation and evaluation (one cell each)")
-    ipc: int = Field(10, ge=1, le=100000, description="synthetic examples per class")
+    ipc: int = Field(10, ge=1, le=MAX_IPC, description="synthetic examples per class")
     baselines: tuple[Literal["random", "herding"], ...] = Field(("random",), description="non-DP reference sets")
     full_data: bool = Field(True, description="also train on the whole real training split (reference line)")
     metric: Literal["uar_fixed_init", "uar_random_init"] = Field(
@@ -265,9 +291,10 @@ class SweepConfig(_Section):
     def _check(self) -> SweepConfig:
         if not self.epsilons or not self.methods or not self.seeds:
             raise ValueError("epsilons, methods and seeds must be non-empty")
-        bad = [e for e in self.epsilons if e != "inf" and not 0.0 < e < float("inf")]
+        lo, hi = MIN_EPSILON, MAX_EPSILON
+        bad = [e for e in self.epsilons if e != "inf" and not lo <= e <= hi]
         if bad:
-            raise ValueError(f"epsilons must be finite and > 0, or 'inf' for no DP; got {bad}")
+            raise ValueError(f"epsilons must be in [{lo:g}, {hi:g}], or 'inf' for no DP; got {_excerpt(bad)}")
         if len(set(self.seeds)) != len(self.seeds) or len(set(self.epsilons)) != len(self.epsilons):
             raise ValueError("epsilons and seeds must not repeat")
         return self
@@ -286,7 +313,7 @@ class FederationConfig(_Section):
     dirichlet_alpha: float = Field(0.5, gt=0.0, description="label-skew concentration for partition=dirichlet")
     # -- the synthetic-sharing pipeline
     method: DistillMethod = Field("dm", description="clients' distillation method")
-    ipc: int = Field(3, ge=1, le=10000, description="synthetic examples per class each client shares")
+    ipc: int = Field(3, ge=1, le=MAX_IPC, description="synthetic examples per class each client shares")
     mode: Literal["one_shot", "multi_round"] = Field(
         "one_shot", description="one round, or FedDM-style rounds: clients re-distil against the current global model"
     )
@@ -295,7 +322,7 @@ class FederationConfig(_Section):
         True, description="server repeats examples of smaller classes of the union up to the largest class's count"
     )
     server_ipc: int | None = Field(
-        None, ge=1, le=100000, description="server-side re-distillation of the union to this size per class (off)"
+        None, ge=1, le=MAX_IPC, description="server-side re-distillation of the union to this size per class (off)"
     )
     max_payload_mb: float = Field(16.0, gt=0.0, le=4096.0, description="size cap of one client's reply")
     # -- baselines (same partitions, seeds and evaluation)
@@ -384,53 +411,199 @@ class Config(_Section):
     audit: AuditConfig = AuditConfig()
     output: OutputConfig = OutputConfig()
 
+    @model_validator(mode="after")
+    def _set_sizes(self) -> Config:
+        f, fed = self.features, self.federation
+        per_class = {
+            "distill.ipc": max(self.distill.ipc),
+            "sweep.ipc": self.sweep.ipc,
+            "federation.ipc x federation.num_clients": fed.ipc * fed.num_clients,  # the server's union
+            "federation.server_ipc": fed.server_ipc or 0,
+        }
+        n_classes = len(self.data.emotions)
+        for key, ipc in per_class.items():
+            size = 4 * ipc * n_classes * f.n_mels * f.n_frames
+            if size > MAX_SET_BYTES:
+                raise ValueError(
+                    f"{key}: {ipc} per class x {n_classes} classes x {f.n_mels}x{f.n_frames} features is "
+                    f"{size / 2**20:,.0f} MiB of float32, over the {MAX_SET_BYTES >> 20} MiB a synthetic set may take "
+                    "(lower it, or features.n_mels / segment_s)"
+                )
+        return self
+
     def to_yaml(self) -> str:
         """The resolved config (defaults filled in) as YAML."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
+# ---- parsing: limits enforced while composing, before any Python object exists
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """Valid YAML over one of the parser's limits."""
+
+
+class _GuardedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that counts nesting depth and values (an alias costs the size of what it names)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._nodes = 0
+        self._sizes: dict[int, int] = {}  # id(node) -> values in its expansion; absent while it is being composed
+
+    def _refuse(self, problem: str) -> None:
+        raise _Refused(None, None, problem, self.peek_event().start_mark)
+
+    def _count(self, n: int) -> None:
+        self._nodes += n
+        if self._nodes > MAX_NODES:
+            self._refuse(f"more than {MAX_NODES} values with aliases expanded")
+
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            target = self.anchors.get(event.anchor or "")
+            if target is not None:  # an undefined alias is the composer's own error
+                if id(target) not in self._sizes:
+                    self._refuse("recursive alias")
+                self._count(self._sizes[id(target)])
+            return super().compose_node(parent, index)
+        if self._depth == MAX_DEPTH:
+            self._refuse(f"nesting deeper than {MAX_DEPTH} levels")
+        before = self._nodes
+        self._count(1)
+        self._depth += 1
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        self._sizes[id(node)] = self._nodes - before
+        return node
+
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as exc:  # e.g. a date the resolver accepts and datetime refuses
+            problem = f"invalid value {_excerpt(node.value)} ({exc})"
+            raise ConstructorError(None, None, problem, node.start_mark) from None
+
+    def construct_bounded_int(self, node: ScalarNode) -> int:
+        if len(node.value) > MAX_NUMBER_CHARS:
+            raise _Refused(None, None, f"a number of {len(node.value)} characters", node.start_mark)
+        return self.construct_yaml_int(node)
+
+
+_GuardedLoader.add_constructor("tag:yaml.org,2002:int", _GuardedLoader.construct_bounded_int)
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    """The Python value of one YAML document, under the limits above."""
+    if len(text) > MAX_CONFIG_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{source}: larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        return yaml.load(text, Loader=_GuardedLoader)  # a SafeLoader
+    except yaml.YAMLError as exc:
+        if isinstance(exc, yaml.reader.ReaderError):
+            what = f"invalid YAML at character {exc.position + 1}: unacceptable character {exc.character!r}"
+        else:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = _clip(getattr(exc, "problem", None) or "invalid YAML", 160)
+            what = f"{'refused' if isinstance(exc, _Refused) else 'invalid YAML'}{where}: {problem}"
+        raise ConfigError(f"{source}: {what}") from None
+
+
+def _tree_of(text: str, source: str) -> dict[str, Any]:
+    loaded = _parse_yaml(text, source)
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections at the top level, got {type(loaded).__name__}")
+    return loaded
+
+
+def _read_text(path: str | Path) -> str:
+    """A config file's text: at most ``MAX_CONFIG_BYTES + 1`` bytes are read (``/dev/zero`` ends here too)."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{path}: not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line}") from None
+
+
+# ---- error messages: the first problem, its key path, at most ~80 characters of the bad value
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 60, 60
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = _REPR.maxfrozenset = 4
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _excerpt(value: Any) -> str:
+    try:
+        return _clip(_REPR.repr(value))
+    except ValueError:  # an int beyond Python's digit limit for str()
+        return f"<{type(value).__name__}>"
+
+
 def _format_validation_error(err: ValidationError, source: str) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-after")) or "(top level)"
-    kind = first["type"]
-    if kind == "extra_forbidden":
-        parent = loc.rsplit(".", 1)[0] if "." in loc else None
-        allowed = _allowed_keys(parent)
-        what = f"unknown key; allowed here: {', '.join(allowed)}"
+    errors = err.errors(include_url=False)
+    first = errors[0]
+    path = tuple(p for p in first["loc"] if not str(p).startswith("function-after"))
+    loc = ".".join(_clip(str(p), 40) for p in path)
+    if first["type"] == "extra_forbidden":
+        what = f"unknown key; allowed here: {', '.join(_allowed_keys(path[:-1]))}"
     else:
-        what = first["msg"].removeprefix("Value error, ")
-        if "input" in first and kind != "missing" and not isinstance(first["input"], dict):
-            what += f" (got {first['input']!r})"
-    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"{source}: {loc}: {what}{more}"
+        what = _clip(first["msg"].removeprefix("Value error, "), 300)
+        if "input" in first and first["type"] != "missing" and not isinstance(first["input"], dict):
+            what += f" (got {_excerpt(first['input'])})"
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{source}: {loc + ': ' if loc else ''}{what}{more}"
 
 
-def _allowed_keys(parent: str | None) -> list[str]:
+def _allowed_keys(path: tuple[Any, ...]) -> list[str]:
+    """The keys of the section at ``path``; the id under a ``dict[str, Section]`` (privacy.clients) is skipped."""
     model: type[BaseModel] = Config
-    for part in parent.split(".") if parent else []:
-        field = model.model_fields.get(part)
+    parts = iter(path)
+    for part in parts:
+        field = model.model_fields.get(str(part))
         ann = field.annotation if field else None
+        if get_origin(ann) is dict:
+            ann = get_args(ann)[1]
+            next(parts, None)
         if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
             return []
         model = ann
     return list(model.model_fields)
 
 
+# ---- public entry points
+
+
 def apply_override(tree: dict[str, Any], assignment: str, *, source: str = "--set") -> None:
-    """Apply one ``a.b.c=value`` override in place; the value is parsed as YAML."""
+    """Apply one ``a.b.c=value`` override in place; the value is parsed as YAML (under the parser's limits)."""
     key, sep, raw = assignment.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"{source} {assignment!r}: expected KEY.PATH=VALUE")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source} {assignment!r}: value is not valid YAML ({exc.__class__.__name__})") from None
+    where = f"{source} {_excerpt(assignment)}"
     parts = key.strip().split(".")
+    if not sep or not all(parts):
+        raise ConfigError(f"{where}: expected KEY.PATH=VALUE")
+    if len(parts) > MAX_DEPTH:
+        raise ConfigError(f"{where}: a key path of more than {MAX_DEPTH} parts")
+    value = _parse_yaml(raw, where) if raw.strip() else None
     node = tree
     for i, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"{source} {assignment!r}: {'.'.join(parts[: i + 1])} is not a section")
+            raise ConfigError(f"{where}: {'.'.join(parts[: i + 1])} is not a section")
         node = child
     node[parts[-1]] = value
 
@@ -441,6 +614,19 @@ def config_from_dict(tree: dict[str, Any], *, source: str = "<config>") -> Confi
         return Config.model_validate(tree)
     except ValidationError as err:
         raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def config_from_text(text: str, *, source: str) -> Config:
+    """Parse and validate config YAML from another party (the server's broadcast), under the parser's limits.
+
+    Args:
+        text: one YAML document, a mapping of sections (empty text means the defaults).
+        source: what the errors name, e.g. ``"server instruction"``.
+
+    Raises:
+        ConfigError: the text is too large, too deep, expands too far, is not YAML, or does not validate.
+    """
+    return config_from_dict(_tree_of(text, source), source=source)
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -457,22 +643,7 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     source = "<defaults>"
     if path is not None:
         source = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"{source}: cannot read config ({exc.strerror or exc})") from None
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or "invalid YAML"
-            raise ConfigError(f"{source}: invalid YAML{where}: {problem}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{source}: expected a mapping of sections at the top level, got {type(loaded).__name__}")
-        tree = loaded
+        tree = _tree_of(_read_text(path), source)
     for item in overrides:
         apply_override(tree, item)
     if overrides:
