@@ -12,10 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import yaml
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
-from fedsered.config import PIPELINES, config_from_dict
+from fedsered.config import PIPELINES, config_from_text
 from fedsered.errors import DataError
 from fedsered.federation.protocol import Reply, Task, TaskKind
 
@@ -61,7 +60,7 @@ def task_of(msg: Message) -> Task:
     text = instr.get("fedsered-config")
     if not isinstance(text, str):
         raise DataError("server instruction: 'fedsered-config' must be the run's YAML text")
-    cfg = config_from_dict(yaml.safe_load(text) or {}, source="server instruction")
+    cfg = config_from_text(text, source="server instruction")
     state = {k: np.array(a.numpy(), copy=True) for k, a in content.array_records[STATE_KEY].items()}
     return Task(pipeline=pipeline, kind=kind, round=_int(instr, "round"), seed=_int(instr, "seed"), state=state,
                 cfg=cfg)  # fmt: skip
