@@ -39,7 +39,7 @@ from fedsered.distill.networks import frozen_net, no_dropout
 from fedsered.models import build_model, fixed_init_state
 from fedsered.privacy.dpsgd import GRAD_SAMPLE_MODE
 from fedsered.privacy.gaussian import poisson_sample
-from fedsered.privacy.plan import DPSpec
+from fedsered.privacy.mechanism import DPSpec
 from fedsered.privacy.psg import private_class_gradients
 
 N_CLASSES = 5

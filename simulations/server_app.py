@@ -9,10 +9,11 @@ write ``results.json``, the aggregated sets (``shared/<pipeline>``) and every pi
 
 from __future__ import annotations
 
-import io
 import logging
 import time
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from flwr.app import Context
@@ -24,7 +25,7 @@ from fedsered.distill.synthetic_set import save_set
 from fedsered.federation import ComparisonResult, client_id, run_comparison
 from fedsered.federation.pipeline import server_view
 from fedsered.federation.server import state_arrays
-from fedsered.io import atomic_write_bytes, atomic_write_json
+from fedsered.io import atomic_write, atomic_write_json
 from fedsered.privacy.client import check_overrides
 from simulations.grid import GridTransport
 
@@ -57,9 +58,8 @@ def serve(grid: Grid, cfg: Config, *, out: Path) -> ComparisonResult:
         if res.shared is not None:
             save_set(out / "shared" / name, res.shared)
         if res.model is not None:  # the global model of every pipeline, as named numpy arrays
-            buf = io.BytesIO()
-            np.savez(buf, **state_arrays(res.model))
-            atomic_write_bytes(out / "models" / f"{name}.npz", buf.getvalue())
+            arrays: dict[str, Any] = state_arrays(res.model)
+            atomic_write(out / "models" / f"{name}.npz", partial(np.savez, **arrays))
     atomic_write_json(out / "results.json", result.to_json())
     return result
 

@@ -6,8 +6,8 @@ fallbacks; the metadata records them (``ipc_effective``, ``missing_classes``, ``
 method's ``loss_history`` and settings. The client's seed and exact per-class counts stay out of the metadata: the set
 is what gets shared.
 
-DP (``privacy``, a ``fedsered.privacy.ClientPrivacy``): gm, dm and mtt run their DP mechanism
-(``fedsered.privacy.plan``: σ calibrated by the Opacus accountant for the method's sample rate and steps); the
+DP (``privacy``, a ``fedsered.privacy.ClientPrivacy``): gm, dm and mtt run their DP mechanism (the method's q and
+steps from ``fedsered.distill.dp``, σ from ``fedsered.privacy.mechanism.calibrate``, the one crossing); the
 synthetic set starts from data-independent Gaussian noise with ``ipc`` rows for every class (real starts, and
 which classes a client holds, would leak outside the accounting), and ``meta["privacy"]`` holds the release's
 privacy object. With a ``ledger`` the release is checked against the client's budget before any work (refused:
@@ -26,6 +26,7 @@ from fedsered.config import DistillConfig, DistillMethod, ModelConfig
 from fedsered.data.types import FeatureSet
 from fedsered.distill.baselines import select_herding, select_random
 from fedsered.distill.dm import distil_dm
+from fedsered.distill.dp import plan_dp
 from fedsered.distill.gm import distil_gm
 from fedsered.distill.init import LearnTask, initial_synthetic, plan_classes
 from fedsered.distill.mtt import distil_mtt
@@ -35,7 +36,7 @@ from fedsered.models.build import fixed_init_state
 from fedsered.privacy.accountant import privacy_object
 from fedsered.privacy.client import ClientPrivacy
 from fedsered.privacy.ledger import PrivacyLedger
-from fedsered.privacy.plan import DPSpec, plan_dp
+from fedsered.privacy.mechanism import DPSpec
 from fedsered.seeding import rng
 from fedsered.training.train import Progress
 

@@ -28,7 +28,7 @@ from fedsered.distill.networks import frozen_net, matching_loss, network_state
 from fedsered.distill.optim import learnable_features
 from fedsered.privacy.embeddings import embedding_bound, noisy_embedding_sums
 from fedsered.privacy.gaussian import clip_rows, poisson_sample
-from fedsered.privacy.plan import DPSpec
+from fedsered.privacy.mechanism import DPSpec
 from fedsered.seeding import rng, torch_generator
 from fedsered.training.train import Progress
 

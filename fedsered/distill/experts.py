@@ -5,7 +5,7 @@ differ only in their data order; with ``init_state=None`` each expert starts fro
 Experts run without dropout, like the student that follows them (the student's steps must be able to reproduce
 theirs).
 
-Under DP (``dp``, a calibrated ``fedsered.privacy.plan.DPSpec``) each expert trains with DP-SGD through Opacus
+Under DP (``dp``, a calibrated ``fedsered.privacy.mechanism.DPSpec``) each expert trains with DP-SGD through Opacus
 (``fedsered.privacy.dpsgd.train_dp_sgd``: Poisson sampling, per-example clipping, Gaussian noise) for
 ``epochs × ⌈n / batch_size⌉`` steps, one snapshot per ``⌈n / batch_size⌉`` steps; the spec's steps cover every step of
 every expert, and anything matched to the snapshots is post-processing.
@@ -24,7 +24,7 @@ from fedsered.distill.networks import no_dropout
 from fedsered.distill.params import ParamLayout, flatten_state, layout_of
 from fedsered.models.build import build_model, random_init_state
 from fedsered.privacy.dpsgd import train_dp_sgd
-from fedsered.privacy.plan import DPSpec, expert_batches
+from fedsered.privacy.mechanism import DPSpec, batches_per_epoch
 from fedsered.seeding import int_seed, torch_generator
 from fedsered.training.train import train_epoch
 
@@ -157,7 +157,7 @@ def _dp_expert(
     init: str,
 ) -> Trajectory:
     """One DP-SGD expert: ``epochs`` Opacus "epochs" of ``⌈n / batch_size⌉`` Poisson-sampled steps each."""
-    per_epoch = expert_batches(len(x), batch_size)
+    per_epoch = batches_per_epoch(len(x), batch_size)
     if dp.steps != num_experts * epochs * per_epoch:
         raise ValueError(f"DP spec covers {dp.steps} steps, the experts take {num_experts * epochs * per_epoch}")
     layout = layout_of(model)

@@ -35,7 +35,7 @@ from fedsered.distill.networks import matching_loss, network_state, no_dropout
 from fedsered.distill.optim import learnable_features
 from fedsered.models.build import build_model
 from fedsered.privacy.gaussian import poisson_sample
-from fedsered.privacy.plan import DPSpec
+from fedsered.privacy.mechanism import DPSpec
 from fedsered.privacy.psg import private_class_gradients
 from fedsered.seeding import rng, torch_generator
 from fedsered.training.train import Progress

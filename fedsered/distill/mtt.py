@@ -25,7 +25,7 @@ from fedsered.distill.networks import no_dropout
 from fedsered.distill.optim import learnable_features
 from fedsered.distill.params import ParamLayout, functional_forward
 from fedsered.models.build import build_model
-from fedsered.privacy.plan import DPSpec
+from fedsered.privacy.mechanism import DPSpec
 from fedsered.seeding import rng, torch_generator
 from fedsered.training.train import Progress
 

@@ -17,12 +17,12 @@ from typing import Any
 from fedsered.config import Config
 from fedsered.data.dataset import Dataset
 from fedsered.distill.api import distil
+from fedsered.distill.dp import sample_rate_and_steps
 from fedsered.distill.evaluate import eval_train_config, evaluate_set
 from fedsered.distill.synthetic_set import save_set
 from fedsered.models.build import fixed_init_state
 from fedsered.privacy.accountant import privacy_object, releases_of
 from fedsered.privacy.client import client_privacy
-from fedsered.privacy.plan import sample_rate_and_steps
 from fedsered.seeding import int_seed
 from fedsered.training.train import evaluate, train_model
 

@@ -34,7 +34,7 @@ from fedsered.privacy.accountant import calibrate_noise, privacy_object
 from fedsered.privacy.client import client_privacy
 from fedsered.privacy.dpsgd import train_dp_sgd
 from fedsered.privacy.ledger import PrivacyLedger
-from fedsered.privacy.plan import expert_batches
+from fedsered.privacy.mechanism import batches_per_epoch
 from fedsered.privacy.release import PrivacyRelease
 from fedsered.seeding import int_seed
 from fedsered.training.train import train_model
@@ -262,7 +262,7 @@ def local_update_dp(
     cp = client_privacy(cfg.privacy.model_copy(update={"enabled": True}), client_id=client_id, n_local=len(data))
     assert cp is not None
     fed = cfg.federation
-    per_epoch = expert_batches(len(data), cfg.train.batch_size)
+    per_epoch = batches_per_epoch(len(data), cfg.train.batch_size)
     steps = fed.fedavg_local_epochs * per_epoch
     sigma = calibrate_noise(target_epsilon=cp.target_epsilon, delta=cp.delta, sample_rate=1.0 / per_epoch,
                             steps=steps * fed.fedavg_rounds, accountant=cp.accountant)  # fmt: skip

@@ -4,7 +4,7 @@
 - ``accountant``: ``epsilon_of`` / ``calibrate_noise`` / ``privacy_object`` through Opacus' RDP or PRV accountant.
 - ``ledger``: ``PrivacyLedger`` — a client's releases in one atomically written JSON file, budget enforced.
 - ``client``: ``client_privacy`` — the ``privacy`` section resolved for one client (overrides, default δ, checks).
-- ``plan``: each distillation method's (q, steps) and the calibrated ``DPSpec`` it runs under.
+- ``mechanism``: ``DPSpec`` and ``calibrate`` — a mechanism's (q, steps) and the client's ε turned into σ, once.
 - ``gaussian``, ``psg``, ``embeddings``: the sampled Gaussian mechanism's parts (Poisson sampling, clipping, noisy
   per-class sums) for gm and dm; ``dpsgd``: DP-SGD through Opacus' ``PrivacyEngine`` (mtt experts, DP-FedAvg).
 - ``sweep``, ``sweep_plot``: the privacy–utility sweep (``fedsered sweep``).

@@ -19,7 +19,7 @@ from opacus.data_loader import DPDataLoader
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from fedsered.privacy.plan import expert_batches
+from fedsered.privacy.mechanism import batches_per_epoch
 from fedsered.privacy.release import PrivacyRelease
 from fedsered.seeding import int_seed, torch_generator
 
@@ -77,7 +77,7 @@ def train_dp_sgd(
     xt = torch.as_tensor(x, dtype=torch.float32)
     yt = torch.as_tensor(y, dtype=torch.int64)
     n = len(xt)
-    per_epoch = expert_batches(n, batch_size)
+    per_epoch = batches_per_epoch(n, batch_size)
     # Poisson sampling at rate 1/per_epoch, built here because make_private(poisson_sampling=True) gives the sampler
     # Opacus' own generator (None without secure mode: torch's global stream), which would make runs irreproducible.
     loader = DPDataLoader.from_data_loader(

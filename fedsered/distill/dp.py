@@ -1,4 +1,4 @@
-"""What each distillation method's DP mechanism costs: its sample rate and steps, and the σ calibrated to the budget.
+"""What each distillation method's DP mechanism costs: its sample rate and steps (then ``privacy.calibrate``).
 
 - ``gm`` (PSG): every synthetic update takes one Poisson sample of the real data at rate q and releases noisy
   per-class sums of clipped per-example gradients: ``gm_iterations × gm_outer_loop`` steps at q.
@@ -16,14 +16,10 @@ post-processing.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 from fedsered.config import DistillConfig
-from fedsered.errors import ConfigError, PrivacyBudgetError
-from fedsered.privacy.accountant import calibrate_noise
+from fedsered.errors import ConfigError
 from fedsered.privacy.client import ClientPrivacy
-from fedsered.privacy.release import PrivacyRelease
+from fedsered.privacy.mechanism import DPSpec, batches_per_epoch, calibrate
 
 DP_METHODS: dict[str, str] = {"gm": "dp_gm_psg", "dm": "dp_dm", "mtt": "dp_sgd_experts"}
 """Distillation methods with a DP mechanism, and the mechanism's name in releases."""
@@ -36,37 +32,6 @@ STEP_KEYS: dict[str, str] = {
 """The config keys that set each mechanism's steps (named in errors)."""
 
 
-@dataclass(frozen=True)
-class DPSpec:
-    """A calibrated DP mechanism, handed to the method that runs it.
-
-    Attributes:
-        mechanism: release name.
-        noise_multiplier: σ.
-        max_grad_norm: C.
-        sample_rate: q.
-        steps: noisy steps.
-    """
-
-    mechanism: str
-    noise_multiplier: float
-    max_grad_norm: float
-    sample_rate: float
-    steps: int
-
-    def release(self) -> PrivacyRelease:
-        """The release this mechanism makes when it runs to the end."""
-        return PrivacyRelease(
-            mechanism=self.mechanism, noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate,
-            steps=self.steps,
-        )  # fmt: skip
-
-
-def expert_batches(n_local: int, expert_batch: int) -> int:
-    """Steps per DP-SGD expert epoch: ``⌈n / expert_batch⌉`` (Opacus' ``DPDataLoader`` samples at its inverse)."""
-    return max(1, math.ceil(n_local / max(1, min(expert_batch, n_local))))
-
-
 def sample_rate_and_steps(
     method: str, *, cfg: DistillConfig, privacy: ClientPrivacy, n_local: int, n_classes: int
 ) -> tuple[float, int]:
@@ -77,7 +42,7 @@ def sample_rate_and_steps(
             f"with privacy.enabled use one of {', '.join(DP_METHODS)}"
         )
     if method == "mtt":
-        per_epoch = expert_batches(n_local, cfg.expert_batch)
+        per_epoch = batches_per_epoch(n_local, cfg.expert_batch)
         return 1.0 / per_epoch, cfg.num_experts * cfg.expert_train_epochs * per_epoch
     q = privacy.sample_rate or min(1.0, cfg.batch_real * n_classes / n_local)
     steps = cfg.gm_iterations * cfg.gm_outer_loop if method == "gm" else cfg.dm_iterations
@@ -91,18 +56,5 @@ def plan_dp(method: str, *, cfg: DistillConfig, privacy: ClientPrivacy, n_local:
         ConfigError: ``method`` has no DP mechanism, or the target ε cannot be met for its steps (names the key).
     """
     q, steps = sample_rate_and_steps(method, cfg=cfg, privacy=privacy, n_local=n_local, n_classes=n_classes)
-    try:
-        sigma = calibrate_noise(
-            target_epsilon=privacy.target_epsilon, delta=privacy.delta, sample_rate=q, steps=steps,
-            accountant=privacy.accountant,
-        )  # fmt: skip
-    except PrivacyBudgetError as exc:
-        who = f"client {privacy.client_id}" if privacy.client_id is not None else "the training split"
-        raise ConfigError(
-            f"{privacy.epsilon_key}: {privacy.target_epsilon:g} for {who} is too small for {method}'s {steps} steps "
-            f"({STEP_KEYS[method]}) at sample rate {q:.4g}; raise it or take fewer steps ({exc})"
-        ) from None
-    return DPSpec(
-        mechanism=DP_METHODS[method], noise_multiplier=sigma, max_grad_norm=privacy.max_grad_norm, sample_rate=q,
-        steps=steps,
-    )  # fmt: skip
+    return calibrate(privacy, mechanism=DP_METHODS[method], sample_rate=q, steps=steps,
+                     what=f"{method}'s {steps} steps ({STEP_KEYS[method]})")  # fmt: skip
