@@ -3,6 +3,8 @@ through Opacus, and ``distil(..., privacy=...)`` carrying an ε that an independ
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 
 import numpy as np
@@ -237,8 +239,9 @@ def test_dp_refuses_methods_without_a_mechanism() -> None:
 
 def test_a_budget_too_small_for_the_steps_is_a_config_error_naming_the_key() -> None:
     data = toy(30, 6)
-    cfg = PrivacyConfig(enabled=True, clients={"4": {"target_epsilon": 1e-7}})
+    cfg = PrivacyConfig(enabled=True, clients={"4": {"target_epsilon": 1e-3}})
     pv = client_privacy(cfg, client_id="4", n_local=len(data))
+    pv = dataclasses.replace(pv, target_epsilon=1e-7)  # below what the config accepts: calibration must still refuse
     with pytest.raises(ConfigError, match=r"privacy\.clients\.4\.target_epsilon: 1e-07 for client 4 .* dm's 4 steps"):
         distil(data, method="dm", ipc=1, cfg=CFG, model_cfg=MODEL, n_classes=N_CLASSES, init_state=None, seed=0,
                privacy=pv)  # fmt: skip

@@ -17,6 +17,7 @@ privacy object. With a ``ledger`` the release is checked against the client's bu
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any, get_args
 
 import numpy as np
@@ -125,11 +126,10 @@ def distil(
         raise ConfigError(f"distill.ipc: must be >= 1, got {ipc}")
     if len(data) == 0:
         raise DataError(f"client {client_id or '(centralised)'}: no examples to distil")
+    job = _Job(method=method, ipc=ipc, cfg=cfg, model_cfg=model_cfg, n_classes=n_classes, init_state=init_state,
+               features=features, client_id=client_id)  # fmt: skip
     if privacy is not None:
-        return _distil_dp(
-            data, method=method, ipc=ipc, cfg=cfg, model_cfg=model_cfg, n_classes=n_classes, init_state=init_state,
-            seed=seed, progress=progress, features=features, client_id=client_id, privacy=privacy, ledger=ledger,
-        )  # fmt: skip
+        return _distil_dp(data, job, seed=seed, progress=progress, privacy=privacy, ledger=ledger)
     selection = method in SELECTION_METHODS
     plan = plan_classes(data.y, n_classes=n_classes, ipc=ipc, cap_at_available=selection)
     extra: dict[str, Any]
@@ -149,85 +149,74 @@ def distil(
         )
         x_syn, y_syn, extra = _LEARNED[method](task, cfg, progress=progress)
         extra["init_mode"] = cfg.init
-    return _finish(
-        x_syn, y_syn, {**plan.meta(), **extra}, data=data, method=method, ipc=ipc, cfg=cfg, model_cfg=model_cfg,
-        n_classes=n_classes, init_state=init_state, features=features, client_id=client_id, privacy=None,
-    )  # fmt: skip
+    return _finish(x_syn, y_syn, {**plan.meta(), **extra}, job, input_shape=tuple(data.x.shape[1:]), privacy=None)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What one ``distil`` call makes, as its steps need it (the arguments that travel together)."""
+
+    method: str
+    ipc: int
+    cfg: DistillConfig
+    model_cfg: ModelConfig
+    n_classes: int
+    init_state: dict[str, torch.Tensor] | None
+    features: dict[str, Any] | None
+    client_id: str | None
 
 
 def _finish(
     x_syn: np.ndarray,
     y_syn: np.ndarray,
     extra: dict[str, Any],
+    job: _Job,
     *,
-    data: FeatureSet,
-    method: str,
-    ipc: int,
-    cfg: DistillConfig,
-    model_cfg: ModelConfig,
-    n_classes: int,
-    init_state: dict[str, torch.Tensor] | None,
-    features: dict[str, Any] | None,
-    client_id: str | None,
+    input_shape: tuple[int, ...],
     privacy: dict[str, Any] | None,
 ) -> SyntheticSet:
     """Wrap the arrays with their metadata into a validated ``SyntheticSet``."""
     details: dict[str, Any] = {
         **extra,
-        "model": {"name": model_cfg.name, "width": model_cfg.width},
-        "settings": cfg.model_dump(mode="json", exclude={"methods", "ipc"}),
+        "model": {"name": job.model_cfg.name, "width": job.model_cfg.width},
+        "settings": job.cfg.model_dump(mode="json", exclude={"methods", "ipc"}),
     }
     meta = make_meta(
-        method=method,
-        ipc=ipc,
-        n_classes=n_classes,
-        features=features,
-        init=init_id(init_state, model_cfg=model_cfg, n_classes=n_classes),
-        client_id=client_id,
-        privacy=privacy,
-        **details,
-    )
-    s = SyntheticSet(x=x_syn, y=y_syn, meta=meta)
-    validate_set(
-        s, n_classes=n_classes, expected_shape=tuple(data.x.shape[1:]), max_bytes=None,
-        source=f"distil(method={method}, client={client_id})",
+        method=job.method, ipc=job.ipc, n_classes=job.n_classes, features=job.features,
+        init=init_id(job.init_state, model_cfg=job.model_cfg, n_classes=job.n_classes), client_id=job.client_id,
+        privacy=privacy, **details,
     )  # fmt: skip
+    s = SyntheticSet(x=x_syn, y=y_syn, meta=meta)
+    validate_set(s, n_classes=job.n_classes, expected_shape=input_shape, max_bytes=None,
+                 source=f"distil(method={job.method}, client={job.client_id})")  # fmt: skip
     return s
 
 
 def _distil_dp(
     data: FeatureSet,
+    job: _Job,
     *,
-    method: str,
-    ipc: int,
-    cfg: DistillConfig,
-    model_cfg: ModelConfig,
-    n_classes: int,
-    init_state: dict[str, torch.Tensor] | None,
     seed: int,
     progress: Progress | None,
-    features: dict[str, Any] | None,
-    client_id: str | None,
     privacy: ClientPrivacy,
     ledger: PrivacyLedger | None,
 ) -> SyntheticSet:
     """``distil`` under DP (see the module docstring)."""
-    spec: DPSpec = plan_dp(method, cfg=cfg, privacy=privacy, n_local=len(data), n_classes=n_classes)
+    n_classes = job.n_classes
+    spec: DPSpec = plan_dp(job.method, cfg=job.cfg, privacy=privacy, n_local=len(data), n_classes=n_classes)
     release = spec.release()
     if ledger is not None:
         ledger.check(release)
-    y0 = np.repeat(np.arange(n_classes, dtype=np.int64), ipc)
+    y0 = np.repeat(np.arange(n_classes, dtype=np.int64), job.ipc)
     x0 = rng(seed, "distil/dp-init").standard_normal((len(y0), *data.x.shape[1:])).astype(np.float32)
-    task = LearnTask(data.x, data.y, x0, y0, model_cfg=model_cfg, n_classes=n_classes, init_state=init_state, seed=seed)
-    x_syn, y_syn, extra = _LEARNED[method](task, cfg, progress=progress, dp=spec)
+    task = LearnTask(data.x, data.y, x0, y0, model_cfg=job.model_cfg, n_classes=n_classes, init_state=job.init_state,
+                     seed=seed)  # fmt: skip
+    x_syn, y_syn, extra = _LEARNED[job.method](task, job.cfg, progress=progress, dp=spec)
     extra["init_mode"] = "noise-dp"
     obj = privacy_object([release], delta=privacy.delta, accountant=privacy.accountant)
     obj.update({"max_grad_norm": spec.max_grad_norm, "target_epsilon": privacy.target_epsilon})
-    plan = {"ipc_effective": [ipc] * n_classes, "missing_classes": [], "repeated_classes": []}
-    s = _finish(
-        x_syn, y_syn, {**plan, **extra}, data=data, method=method, ipc=ipc, cfg=cfg, model_cfg=model_cfg,
-        n_classes=n_classes, init_state=init_state, features=features, client_id=client_id, privacy=obj,
-    )  # fmt: skip
+    plan = {"ipc_effective": [job.ipc] * n_classes, "missing_classes": [], "repeated_classes": []}
+    s = _finish(x_syn, y_syn, {**plan, **extra}, job, input_shape=tuple(data.x.shape[1:]), privacy=obj)
     if ledger is not None:
         ledger.record(release)
     return s
