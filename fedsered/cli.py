@@ -136,7 +136,7 @@ def cmd_distill(args: argparse.Namespace, cfg: Config) -> int:
     from fedsered.data.dataset import build_dataset
     from fedsered.distill import load_set
     from fedsered.distill.figures import plot_mean_logmel
-    from fedsered.distill.run import run_distill
+    from fedsered.experiments.distill import run_distill
 
     out = _out_dir(args, cfg)
     with _progress() as progress:

@@ -4,7 +4,6 @@ through Opacus, and ``distil(..., privacy=...)`` carrying an ε that an independ
 from __future__ import annotations
 
 import dataclasses
-
 from pathlib import Path
 
 import numpy as np
