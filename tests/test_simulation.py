@@ -38,15 +38,22 @@ EXPECTED = {0: ("failed", "injected fault"), 1: ("rejected", "non-finite"), 2: (
             6: ("ok", None), 7: ("absent", "no node")}  # fmt: skip
 
 
-def sim_overrides(tmp: Path) -> list[str]:
-    """Eight training speakers = eight clients (one test speaker), tiny features and net, no baselines."""
+def tiny(tmp: Path, *, speakers: int, test: float, clients: int) -> list[str]:
+    """A tiny embedded corpus (2 clips per emotion and speaker), 32 mels, a 4-channel IoT net, dm for 3 steps."""
     return [
-        "data.embedded.n_speakers=9", "data.test_speakers=0.1", "data.embedded.utterances_per_emotion=2",
+        f"data.embedded.n_speakers={speakers}", f"data.test_speakers={test}", "data.embedded.utterances_per_emotion=2",
         "data.embedded.duration_s=[1.0, 1.2]", "features.segment_s=1.2", "features.n_mels=32",
         f"features.cache_dir={tmp / 'cache'}", "model.name=cnn_iot", "model.width=4", "train.epochs=2",
-        "federation.num_clients=8", "federation.ipc=1", "distill.dm_iterations=3", "distill.eval_epochs=3",
-        "federation.baselines=[]", "federation.min_fraction=0.1", "federation.node_wait_s=3",
-        "federation.round_timeout_s=45", "federation.max_payload_mb=0.5",  # 15 s timed out on a loaded machine
+        f"federation.num_clients={clients}", "federation.ipc=1", "distill.dm_iterations=3", "distill.eval_epochs=3",
+    ]  # fmt: skip
+
+
+def sim_overrides(tmp: Path) -> list[str]:
+    """Eight training speakers = eight clients (one test speaker), no baselines, a short round timeout."""
+    return [
+        *tiny(tmp, speakers=9, test=0.1, clients=8), "federation.baselines=[]", "federation.min_fraction=0.1",
+        "federation.node_wait_s=3", "federation.round_timeout_s=45",  # 15 s timed out on a loaded machine
+        "federation.max_payload_mb=0.5",
     ]  # fmt: skip
 
 
@@ -118,13 +125,9 @@ ALL_BASELINES = ("pooled", "raw_sharing", "random_subset", "fedavg", "dp_fedavg"
 def equal_overrides(tmp: Path) -> list[str]:
     """Three clients, multi-round synthetic sharing (2 rounds) and every baseline (FedAvg 2 rounds)."""
     return [
-        "data.embedded.n_speakers=4", "data.test_speakers=0.25", "data.embedded.utterances_per_emotion=2",
-        "data.embedded.duration_s=[1.0, 1.2]", "features.segment_s=1.2", "features.n_mels=32",
-        f"features.cache_dir={tmp / 'cache'}", "model.name=cnn_iot", "model.width=4", "train.epochs=2",
-        "federation.num_clients=3", "federation.ipc=1", "distill.dm_iterations=3", "distill.eval_epochs=3",
-        "federation.mode=multi_round", "federation.rounds=2", "federation.fedavg_rounds=2",
-        f"federation.baselines=[{', '.join(ALL_BASELINES)}]", "federation.node_wait_s=30",
-        "privacy.target_epsilon=4",
+        *tiny(tmp, speakers=4, test=0.25, clients=3), "federation.mode=multi_round", "federation.rounds=2",
+        "federation.fedavg_rounds=2", f"federation.baselines=[{', '.join(ALL_BASELINES)}]",
+        "federation.node_wait_s=30", "privacy.target_epsilon=4",
     ]  # fmt: skip
 
 
