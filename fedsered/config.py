@@ -217,6 +217,11 @@ class DistillConfig(_Section):
         return self
 
 
+FederatedPipeline = Literal["synthetic", "raw_sharing", "random_subset", "fedavg", "dp_fedavg", "pooled"]
+"""Every federated pipeline (the one place their names are defined)."""
+PIPELINES: tuple[FederatedPipeline, ...] = get_args(FederatedPipeline)
+
+
 class PrivacyClientOverride(_Section):
     """Per-client privacy settings; every key left out takes the ``privacy`` section's value."""
 
@@ -231,12 +236,13 @@ class PrivacyConfig(_Section):
 
     ``target_epsilon`` is the epsilon of one release (one distillation); the noise multiplier is calibrated to it by
     the accountant from the mechanism's sample rate and steps. ``budget_epsilon`` caps the composition of all releases
-    in a client's ledger. ``delta`` defaults to ``min(1e-5, 1 / (10 n_local))``.
+    in a client's ledger. ``sample_rate`` and ``delta`` are public constants (nothing about them depends on a
+    client's n).
     """
 
     enabled: bool = False
     target_epsilon: Epsilon = Field(8.0, description="epsilon of one release (the noise is calibrated to it)")
-    delta: float | None = Field(None, ge=1e-12, lt=1.0, description="defaults to min(1e-5, 1/(10 n_local))")
+    delta: float = Field(1e-5, ge=1e-12, lt=1.0, description="delta of every release (must be below 1/n_local)")
     max_grad_norm: float = Field(
         1.0, ge=1e-6, le=1e6, description="clipping bound C of per-sample gradients / embeddings"
     )
@@ -244,21 +250,23 @@ class PrivacyConfig(_Section):
     budget_epsilon: Epsilon | None = Field(
         None, description="total epsilon of a client over all its releases (default: target_epsilon)"
     )
-    sample_rate: float | None = Field(
-        None,
-        ge=1e-6,
-        le=1.0,
-        description="Poisson sampling rate of real examples per gm/dm step (default: distill.batch_real x "
-        "classes / n_local, capped at 1)",
+    sample_rate: float = Field(
+        0.5, ge=1e-3, le=1.0, description="Poisson rate of each real example per noisy step of every mechanism "
+        "(gm, dm, the DP-SGD of mtt experts and DP-FedAvg); public: it does not depend on a client's data"
+    )
+    reproducible_noise: bool = Field(
+        False, description="INSECURE against the server: derive DP noise and sampling from the run seed (for tests "
+        "and experiments); by default they come from the client's own secret randomness"
+    )
+    share: tuple[FederatedPipeline, ...] = Field(
+        ("synthetic",), description="what a client's policy lets it take part in (synthetic sets only by default; "
+        "the baselines share real examples or model updates)"
     )
     clients: dict[str, PrivacyClientOverride] = Field(
         default_factory=dict, description="per-client overrides keyed by client id"
     )
 
 
-FederatedPipeline = Literal["synthetic", "raw_sharing", "random_subset", "fedavg", "dp_fedavg", "pooled"]
-"""Every federated pipeline (the one place their names are defined)."""
-PIPELINES: tuple[FederatedPipeline, ...] = get_args(FederatedPipeline)
 
 
 class SweepConfig(_Section):

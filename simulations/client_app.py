@@ -6,10 +6,12 @@ Handlers, one per message type, each a thin adapter (Message → ``Task`` → ``
 - ``train``: the round's task — share a set (synthetic, random subset, raw) or train locally (FedAvg, DP-FedAvg) —
   on this node's private partition. Only the reply leaves the node.
 
-The client's ledgers live in its own folder: ``node_config["ledger-dir"]`` on a SuperNode, else
-``$FEDSERED_LEDGER_DIR`` (what ``fedsered simulate`` sets for its virtual clients), else ``./fedsered-ledgers``;
-nothing the server sends chooses it. The data are built locally from the run config the task carries
-(``build_dataset``) and kept per process (Ray actors serve many clients in turn).
+The client's privacy policy and ledgers are its own: the policy from its node config ``policy-file`` (else
+``$FEDSERED_POLICY_FILE``, which ``fedsered simulate`` writes from the run's YAML for its virtual clients), the
+ledgers under ``node_config["ledger-dir"]`` (else ``$FEDSERED_LEDGER_DIR``, else ``./fedsered-ledgers``); nothing
+the server sends chooses either, and a task can only tighten the policy (``fedsered.privacy.policy``). The data are
+built locally from the run config the task carries (``build_dataset``) and kept per process (Ray actors serve many
+clients in turn).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
 
-from fedsered.config import Config
+from fedsered.config import Config, PrivacyConfig, load_config
 from fedsered.data.dataset import Dataset, build_dataset
 from fedsered.errors import DataError
 from fedsered.federation.client import LocalClient, client_id, run_task
@@ -59,6 +61,14 @@ def ledger_root(context: Context) -> Path:
     return Path(str(configured)) if configured else Path("fedsered-ledgers")
 
 
+def policy_of(context: Context) -> PrivacyConfig:
+    """This client's own privacy policy: the ``privacy`` section of the YAML file named by its node config
+    ``policy-file`` (a SuperNode), else ``$FEDSERED_POLICY_FILE`` (what ``fedsered simulate`` writes for its virtual
+    clients from the run's YAML), else the defaults (synthetic sets only). Never anything the server sends."""
+    path = context.node_config.get("policy-file") or os.environ.get("FEDSERED_POLICY_FILE")
+    return load_config(str(path)).privacy if path else PrivacyConfig()
+
+
 def query_partition(msg: Message, context: Context) -> Message:
     return Message(
         RecordDict({TASK_KEY: ConfigRecord({"partition-id": int(context.node_config["partition-id"])})}),
@@ -71,7 +81,8 @@ def train(msg: Message, context: Context) -> Message:
     data, setup, setup_cpu = local_data(task.cfg)
     k = partition_of(context, data)
     cid = client_id(k)
-    reply = run_task(task, LocalClient(cid, data.client(k), data.n_classes, ledger_root(context) / cid))
+    client = LocalClient(cid, data.client(k), data.n_classes, ledger_root(context) / cid, policy_of(context))
+    reply = run_task(task, client)
     metrics = {**reply.metrics, "setup-seconds": setup, "setup-cpu-seconds": setup_cpu}
     return reply_message(msg, replace(reply, metrics=metrics))
 

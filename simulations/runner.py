@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import yaml
 from flwr.app import Context, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
@@ -29,6 +30,7 @@ from flwr.simulation.run_simulation import _run_simulation
 from flwr.supercore.telemetry import EventType
 
 from fedsered.config import Config
+from fedsered.io import atomic_write_text
 
 RAY_SOCKET_BUDGET = 40
 """Longest Ray temp-dir path used as is: Ray appends ~70 characters of session and socket names, and a Unix
@@ -140,8 +142,11 @@ def simulate(
     propagate = flwr_logger.propagate
     flwr_logger.propagate = False  # Flower has its own console handler; the root logger would print it twice
     start = time.perf_counter()
-    ledgers = {"FEDSERED_LEDGER_DIR": str((out / "clients").resolve())}  # the virtual clients' own ledger folders
-    with ray_environment(out, ledgers) as tmp:
+    # the virtual clients' own ledger folders and privacy policy reach them outside the server's messages
+    policy = atomic_write_text(out / "clients" / "policy.yaml",
+                               yaml.safe_dump({"privacy": cfg.privacy.model_dump(mode="json")}))  # fmt: skip
+    own = {"FEDSERED_LEDGER_DIR": str((out / "clients").resolve()), "FEDSERED_POLICY_FILE": str(policy.resolve())}
+    with ray_environment(out, own) as tmp:
         try:
             _run_simulation(
                 num_supernodes=num_supernodes or cfg.federation.num_clients,

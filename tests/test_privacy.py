@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import fedsered.io
 from fedsered.config import PrivacyConfig, load_config
 from fedsered.errors import ConfigError, PayloadError, PrivacyBudgetError
 from fedsered.privacy.accountant import RDP_ALPHAS, calibrate_noise, epsilon_of, privacy_object, releases_of
-from fedsered.privacy.client import check_overrides, client_privacy, default_delta
+from fedsered.privacy.client import check_overrides, client_privacy
 from fedsered.privacy.ledger import PrivacyLedger
 from fedsered.privacy.release import PrivacyRelease
 
@@ -132,8 +131,9 @@ def test_client_privacy_defaults_and_overrides() -> None:
     assert p0 is not None and p2 is not None
     assert (p0.target_epsilon, p0.max_grad_norm, p0.budget_epsilon) == (4.0, 1.0, 4.0)
     assert (p2.target_epsilon, p2.max_grad_norm) == (1.0, 0.5)
-    assert p0.delta == default_delta(60) == 1e-5 and default_delta(1_000_000) == 1e-7
-    assert math.isclose(default_delta(50_000), 2e-6)
+    # public constants: the same delta and sample rate whatever the client holds
+    big = client_privacy(cfg, client_id="0", n_local=50_000)
+    assert big is not None and (p0.delta, p0.sample_rate) == (big.delta, big.sample_rate) == (1e-5, 0.5)
 
 
 def test_client_privacy_errors_name_the_key_and_client() -> None:

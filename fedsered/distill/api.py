@@ -37,7 +37,7 @@ from fedsered.models.build import fixed_init_state
 from fedsered.privacy.accountant import privacy_object
 from fedsered.privacy.client import ClientPrivacy
 from fedsered.privacy.ledger import PrivacyLedger
-from fedsered.privacy.mechanism import DPSpec
+from fedsered.privacy.mechanism import DPSpec, reproducible_note
 from fedsered.seeding import rng
 from fedsered.training.train import Progress
 
@@ -203,7 +203,7 @@ def _distil_dp(
 ) -> SyntheticSet:
     """``distil`` under DP (see the module docstring)."""
     n_classes = job.n_classes
-    spec: DPSpec = plan_dp(job.method, cfg=job.cfg, privacy=privacy, n_local=len(data), n_classes=n_classes)
+    spec: DPSpec = plan_dp(job.method, cfg=job.cfg, privacy=privacy, seed=seed)
     release = spec.release()
     if ledger is not None:
         ledger.check(release)
@@ -214,7 +214,8 @@ def _distil_dp(
     x_syn, y_syn, extra = _LEARNED[job.method](task, job.cfg, progress=progress, dp=spec)
     extra["init_mode"] = "noise-dp"
     obj = privacy_object([release], delta=privacy.delta, accountant=privacy.accountant)
-    obj.update({"max_grad_norm": spec.max_grad_norm, "target_epsilon": privacy.target_epsilon})
+    obj.update({"max_grad_norm": spec.max_grad_norm, "target_epsilon": privacy.target_epsilon,
+                **reproducible_note(spec.reproducible)})  # fmt: skip
     plan = {"ipc_effective": [job.ipc] * n_classes, "missing_classes": [], "repeated_classes": []}
     s = _finish(x_syn, y_syn, {**plan, **extra}, job, input_shape=tuple(data.x.shape[1:]), privacy=obj)
     if ledger is not None:

@@ -126,7 +126,7 @@ def distil_dm(
     xr = torch.from_numpy(np.ascontiguousarray(task.x))
     x_syn, opt_x = learnable_features(task.x_init, kind=cfg.img_optimizer, lr=cfg.lr_img)
     gen = rng(task.seed, "dm/real-batches")
-    private = _PrivateMeans(xr, task.y, n_classes=task.n_classes, dp=dp, seed=task.seed) if dp is not None else None
+    private = _PrivateMeans(xr, task.y, n_classes=task.n_classes, dp=dp, seed=dp.noise_seed) if dp is not None else None
     history: list[float] = []
     for it in range(cfg.dm_iterations):
         state = network_state(

@@ -4,14 +4,13 @@
   per-class sums of clipped per-example gradients: ``gm_iterations × gm_outer_loop`` steps at q.
 - ``dm``: every update takes one Poisson sample at rate q and releases noisy per-class sums of clipped embeddings
   (with a count coordinate): ``dm_iterations`` steps at q.
-- ``mtt``: the experts are trained with DP-SGD (Opacus, Poisson sampling at q = 1 / ⌈n / expert_batch⌉, Opacus'
-  own rate for that batch size); an "epoch" is ⌈n / expert_batch⌉ steps, and ε covers every step of every expert:
-  ``num_experts × expert_train_epochs × ⌈n / expert_batch⌉`` steps at q.
+- ``mtt``: the experts are trained with DP-SGD (Opacus, Poisson sampling at q); an "epoch" is ⌈1 / q⌉ steps, and ε
+  covers every step of every expert: ``num_experts × expert_train_epochs × ⌈1 / q⌉`` steps at q.
 
-q for gm and dm is ``privacy.sample_rate`` or, by default, the non-DP batch's share of the data,
-``min(1, batch_real × n_classes / n_local)``. Everything the methods do besides these releases (random networks,
-the noise start of the synthetic set, student unrolls, inner training on synthetic data) is data-independent or
-post-processing.
+q is ``privacy.sample_rate`` for every method: a public constant, so neither q, the steps nor σ (all published in
+the release) depend on how many examples the client holds. Everything the methods do besides these releases (random
+networks, the noise start of the synthetic set, student unrolls, inner training on synthetic data) is
+data-independent or post-processing.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from __future__ import annotations
 from fedsered.config import DistillConfig
 from fedsered.errors import ConfigError
 from fedsered.privacy.client import ClientPrivacy
-from fedsered.privacy.mechanism import DPSpec, batches_per_epoch, calibrate
+from fedsered.privacy.mechanism import DPSpec, calibrate, steps_per_epoch
 
 DP_METHODS: dict[str, str] = {"gm": "dp_gm_psg", "dm": "dp_dm", "mtt": "dp_sgd_experts"}
 """Distillation methods with a DP mechanism, and the mechanism's name in releases."""
@@ -27,34 +26,30 @@ DP_METHODS: dict[str, str] = {"gm": "dp_gm_psg", "dm": "dp_dm", "mtt": "dp_sgd_e
 STEP_KEYS: dict[str, str] = {
     "gm": "distill.gm_iterations x distill.gm_outer_loop",
     "dm": "distill.dm_iterations",
-    "mtt": "distill.num_experts x distill.expert_train_epochs x ceil(n / distill.expert_batch)",
+    "mtt": "distill.num_experts x distill.expert_train_epochs x ceil(1 / privacy.sample_rate)",
 }
 """The config keys that set each mechanism's steps (named in errors)."""
 
 
-def sample_rate_and_steps(
-    method: str, *, cfg: DistillConfig, privacy: ClientPrivacy, n_local: int, n_classes: int
-) -> tuple[float, int]:
+def sample_rate_and_steps(method: str, *, cfg: DistillConfig, privacy: ClientPrivacy) -> tuple[float, int]:
     """``(q, steps)`` of ``method``'s mechanism (see the module docstring)."""
     if method not in DP_METHODS:
         raise ConfigError(
             f"distill.methods: {method!r} has no DP mechanism (it shares real examples or depends on them directly); "
             f"with privacy.enabled use one of {', '.join(DP_METHODS)}"
         )
+    q = privacy.sample_rate
     if method == "mtt":
-        per_epoch = batches_per_epoch(n_local, cfg.expert_batch)
-        return 1.0 / per_epoch, cfg.num_experts * cfg.expert_train_epochs * per_epoch
-    q = privacy.sample_rate or min(1.0, cfg.batch_real * n_classes / n_local)
-    steps = cfg.gm_iterations * cfg.gm_outer_loop if method == "gm" else cfg.dm_iterations
-    return float(q), int(steps)
+        return q, cfg.num_experts * cfg.expert_train_epochs * steps_per_epoch(q)
+    return q, cfg.gm_iterations * cfg.gm_outer_loop if method == "gm" else cfg.dm_iterations
 
 
-def plan_dp(method: str, *, cfg: DistillConfig, privacy: ClientPrivacy, n_local: int, n_classes: int) -> DPSpec:
+def plan_dp(method: str, *, cfg: DistillConfig, privacy: ClientPrivacy, seed: int) -> DPSpec:
     """The calibrated mechanism of ``method`` for one release at ``privacy.target_epsilon``.
 
     Raises:
         ConfigError: ``method`` has no DP mechanism, or the target ε cannot be met for its steps (names the key).
     """
-    q, steps = sample_rate_and_steps(method, cfg=cfg, privacy=privacy, n_local=n_local, n_classes=n_classes)
-    return calibrate(privacy, mechanism=DP_METHODS[method], sample_rate=q, steps=steps,
+    q, steps = sample_rate_and_steps(method, cfg=cfg, privacy=privacy)
+    return calibrate(privacy, mechanism=DP_METHODS[method], sample_rate=q, steps=steps, seed=seed,
                      what=f"{method}'s {steps} steps ({STEP_KEYS[method]})")  # fmt: skip

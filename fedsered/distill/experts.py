@@ -24,7 +24,7 @@ from fedsered.distill.networks import no_dropout
 from fedsered.distill.params import ParamLayout, flatten_state, layout_of
 from fedsered.models.build import build_model, random_init_state
 from fedsered.privacy.dpsgd import train_dp_sgd
-from fedsered.privacy.mechanism import DPSpec, batches_per_epoch
+from fedsered.privacy.mechanism import DPSpec, steps_per_epoch
 from fedsered.seeding import int_seed, torch_generator
 from fedsered.training.train import train_epoch
 
@@ -130,7 +130,7 @@ def train_experts(
         model = build_model(cfg, n_classes=n_classes, init_state=start)
         if dp is not None:
             out.append(_dp_expert(model, xt, yt, dp=dp, num_experts=num_experts, epochs=epochs, lr=lr,
-                                  batch_size=batch_size, momentum=momentum, seed=int_seed(seed, f"mtt/dp-expert/{k}"),
+                                  momentum=momentum, seed=int_seed(dp.noise_seed, f"mtt/dp-expert/{k}"),
                                   init="theta0" if init_state is not None else "random"))  # fmt: skip
             continue
         params = train_expert(
@@ -151,19 +151,18 @@ def _dp_expert(
     num_experts: int,
     epochs: int,
     lr: float,
-    batch_size: int,
     momentum: float,
     seed: int,
     init: str,
 ) -> Trajectory:
-    """One DP-SGD expert: ``epochs`` Opacus "epochs" of ``⌈n / batch_size⌉`` Poisson-sampled steps each."""
-    per_epoch = batches_per_epoch(len(x), batch_size)
+    """One DP-SGD expert: ``epochs`` "epochs" of ``⌈1 / q⌉`` Poisson-sampled steps each (``seed``: secret)."""
+    per_epoch = steps_per_epoch(dp.sample_rate)
     if dp.steps != num_experts * epochs * per_epoch:
         raise ValueError(f"DP spec covers {dp.steps} steps, the experts take {num_experts * epochs * per_epoch}")
     layout = layout_of(model)
     snaps = [flatten_state(dict(model.named_parameters()), layout)]
     release = train_dp_sgd(
-        model, x, y, noise_multiplier=dp.noise_multiplier, max_grad_norm=dp.max_grad_norm, batch_size=batch_size,
+        model, x, y, noise_multiplier=dp.noise_multiplier, max_grad_norm=dp.max_grad_norm, sample_rate=dp.sample_rate,
         steps=epochs * per_epoch, lr=lr, momentum=momentum, seed=seed, mechanism=dp.mechanism, every=per_epoch,
         on_every=lambda m: snaps.append(flatten_state(dict(m.named_parameters()), layout)),
     )  # fmt: skip

@@ -139,7 +139,8 @@ def distil_gm(
     total = cfg.gm_iterations * cfg.gm_outer_loop
     if dp is not None and dp.steps != total:
         raise ValueError(f"DP spec covers {dp.steps} steps, gm takes {total}")
-    dp_sample, dp_noise = rng(task.seed, "gm/dp-sample"), torch_generator(task.seed, "gm/dp-noise")
+    dp_seed = dp.noise_seed if dp is not None else task.seed  # the client's secret unless reproducible_noise
+    dp_sample, dp_noise = rng(dp_seed, "gm/dp-sample"), torch_generator(dp_seed, "gm/dp-noise")
     for k in range(cfg.gm_iterations):
         state = network_state(
             "gm", k, model_cfg=net_cfg, n_classes=n_classes, init_state=task.init_state, seed=task.seed

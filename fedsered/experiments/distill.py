@@ -89,9 +89,7 @@ def run_distill(
     privacy = client_privacy(cfg.privacy, client_id=None, n_local=len(data.train))
     if privacy is not None:  # fail before any training: selection methods have no DP mechanism
         for method in methods:
-            sample_rate_and_steps(
-                method, cfg=cfg.distill, privacy=privacy, n_local=len(data.train), n_classes=n_classes
-            )
+            sample_rate_and_steps(method, cfg=cfg.distill, privacy=privacy)
     cb = (lambda done, total: progress("full-data training", done, total)) if progress else None
     model = train_model(
         data.train.x, data.train.y, model_cfg=cfg.model, train_cfg=cfg.train, n_classes=n_classes,

@@ -15,14 +15,14 @@ import json
 import resource
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from fedsered.config import Config
+from fedsered.config import Config, PrivacyConfig
 from fedsered.data.types import FeatureSet
 from fedsered.distill import distil
 from fedsered.distill.synthetic_set import SyntheticSet, make_meta
@@ -30,12 +30,12 @@ from fedsered.errors import ConfigError, DataError, FedseredError
 from fedsered.federation.payload import meta_json
 from fedsered.federation.protocol import Reply, Task
 from fedsered.models import build_model
-from fedsered.privacy.accountant import calibrate_noise, privacy_object
+from fedsered.privacy.accountant import privacy_object
 from fedsered.privacy.client import client_privacy
 from fedsered.privacy.dpsgd import train_dp_sgd
 from fedsered.privacy.ledger import PrivacyLedger
-from fedsered.privacy.mechanism import batches_per_epoch
-from fedsered.privacy.release import PrivacyRelease
+from fedsered.privacy.mechanism import calibrate, reproducible_note, steps_per_epoch
+from fedsered.privacy.policy import effective_privacy
 from fedsered.seeding import int_seed
 from fedsered.training.train import train_model
 
@@ -55,12 +55,15 @@ class LocalClient:
         data: the client's private features.
         n_classes: classes of the task.
         ledger_dir: the folder of the client's ledgers (``<pipeline>.json`` each); ``None`` keeps none.
+        policy: the client's own privacy section (``fedsered.privacy.policy``); ``None``: the task's config is the
+            client's own (in-process runs of one YAML).
     """
 
     client_id: str
     data: FeatureSet
     n_classes: int
     ledger_dir: Path | None = None
+    policy: PrivacyConfig | None = None
 
     def ledger_path(self, pipeline: str) -> Path | None:
         """The ledger file of ``pipeline``'s federation."""
@@ -76,11 +79,15 @@ def run_task(task: Task, client: LocalClient) -> Reply:
         when the client refuses (``FedseredError``). Metrics: ``seconds``, ``cpu-seconds``, ``peak-rss-mb``.
     """
     start, cpu = time.perf_counter(), time.process_time()
-    cid, cfg = client.client_id, task.cfg
+    cid = client.client_id
     state = {k: torch.from_numpy(np.array(v, copy=True)) for k, v in task.state.items()}
     seed = client_seed(task.seed, cid, task.round)
     arrays: dict[str, np.ndarray]
     try:
+        # the client acts under its own policy, tightened (never loosened) by what the task asks for
+        own = task.cfg.privacy if client.policy is None else client.policy
+        cfg = task.cfg.model_copy(update={"privacy": effective_privacy(own, task.cfg.privacy, client_id=cid,
+                                                                       pipeline=task.pipeline)})  # fmt: skip
         if task.kind == "share":
             if task.pipeline not in SHARE_KINDS:
                 raise ConfigError(f"a share task for pipeline {task.pipeline!r}; sharing pipelines: {SHARE_KINDS}")
@@ -90,11 +97,10 @@ def run_task(task: Task, client: LocalClient) -> Reply:
             )  # fmt: skip
             arrays, meta = {"x": s.x, "y": s.y}, meta_json(s)
         elif task.pipeline == "dp_fedavg":
-            arrays, release, delta = local_update_dp(
+            arrays, obj = local_update_dp(
                 state, client.data, cfg=cfg, client_id=cid, seed=seed, n_classes=client.n_classes,
                 ledger_path=client.ledger_path(task.pipeline),
             )  # fmt: skip
-            obj = privacy_object([release], delta=delta, accountant=cfg.privacy.accountant)
             meta = json.dumps({"privacy": obj}, allow_nan=False)
         elif task.pipeline == "fedavg":
             arrays = local_update(state, client.data, cfg=cfg, seed=seed, n_classes=client.n_classes)
@@ -103,8 +109,11 @@ def run_task(task: Task, client: LocalClient) -> Reply:
         else:
             raise ConfigError(f"an update task for pipeline {task.pipeline!r}; update pipelines: {UPDATE_KINDS}")
     except FedseredError as exc:
-        return Reply(client_id=cid, arrays={}, error=f"{type(exc).__name__}: {exc}"[:500], metrics=_metrics(start, cpu))
-    return Reply(client_id=cid, arrays=arrays, meta=meta, metrics=_metrics(start, cpu))
+        return Reply(client_id=cid, arrays={}, error=f"{type(exc).__name__}: {exc}"[:500])
+    # timings and memory grow with the client's data: a DP client keeps them to itself (the accounting covers the
+    # shared set or update, not side channels)
+    metrics = {} if cfg.privacy.enabled else _metrics(start, cpu)
+    return Reply(client_id=cid, arrays=arrays, meta=meta, metrics=metrics)
 
 
 def _metrics(start: float, cpu: float) -> dict[str, float]:
@@ -248,35 +257,38 @@ def local_update_dp(
     seed: int,
     n_classes: int,
     ledger_path: str | Path | None = None,
-) -> tuple[dict[str, np.ndarray], PrivacyRelease, float]:
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """DP-FedAvg's client step: local DP-SGD (Opacus ``PrivacyEngine``, Poisson sampling) from ``state``.
 
     The noise multiplier is calibrated so that all ``federation.fedavg_rounds`` rounds together spend
     ``privacy.target_epsilon`` (per-client overrides apply; DP is on for this baseline whatever ``privacy.enabled``
-    says). Each round is one release of ``fedavg_local_epochs × ⌈n / train.batch_size⌉`` steps at rate
-    ``1 / ⌈n / batch_size⌉``; with ``ledger_path`` the client's ledger records it.
+    says). Each round is one release of ``fedavg_local_epochs × ⌈1 / q⌉`` steps at the public rate
+    q = ``privacy.sample_rate``; with ``ledger_path`` the client's ledger checks it before training and records it
+    after. Sampling and noise come from the client's secret DP seed (``privacy.reproducible_noise`` aside).
 
     Returns:
-        The updated weights, the round's release and the client's δ.
+        The updated weights and the round's privacy object (the release, δ, accountant).
     """
     cp = client_privacy(cfg.privacy.model_copy(update={"enabled": True}), client_id=client_id, n_local=len(data))
     assert cp is not None
     fed = cfg.federation
-    per_epoch = batches_per_epoch(len(data), cfg.train.batch_size)
-    steps = fed.fedavg_local_epochs * per_epoch
-    sigma = calibrate_noise(target_epsilon=cp.target_epsilon, delta=cp.delta, sample_rate=1.0 / per_epoch,
-                            steps=steps * fed.fedavg_rounds, accountant=cp.accountant)  # fmt: skip
-    planned = PrivacyRelease(mechanism="dp_fedavg", noise_multiplier=sigma, sample_rate=1.0 / per_epoch, steps=steps)
+    steps = fed.fedavg_local_epochs * steps_per_epoch(cp.sample_rate)
+    total = calibrate(cp, mechanism="dp_fedavg", sample_rate=cp.sample_rate, steps=steps * fed.fedavg_rounds,
+                      what=f"dp_fedavg's {fed.fedavg_rounds} rounds x {steps} steps", seed=seed)  # fmt: skip
+    spec = replace(total, steps=steps)  # one round's share of the calibrated mechanism
     ledger = None
     if ledger_path is not None:
         ledger = PrivacyLedger(ledger_path, budget_epsilon=cp.budget_epsilon, delta=cp.delta, accountant=cp.accountant,
                                client_id=client_id)  # fmt: skip
-        ledger.check(planned)
+        ledger.check(spec.release())
     model = build_model(cfg.model, n_classes=n_classes, init_state=state)
     release = train_dp_sgd(
-        model, data.x, data.y, noise_multiplier=sigma, max_grad_norm=cp.max_grad_norm, batch_size=cfg.train.batch_size,
-        steps=steps, lr=fed.dp_lr, seed=seed, accountant=cp.accountant, mechanism="dp_fedavg",
+        model, data.x, data.y, noise_multiplier=spec.noise_multiplier, max_grad_norm=cp.max_grad_norm,
+        sample_rate=spec.sample_rate, steps=steps, lr=fed.dp_lr, seed=spec.noise_seed, accountant=cp.accountant,
+        mechanism="dp_fedavg",
     )  # fmt: skip
     if ledger is not None:
         ledger.record(release)
-    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}, release, cp.delta
+    obj = privacy_object([release], delta=cp.delta, accountant=cp.accountant)
+    obj.update(reproducible_note(spec.reproducible))
+    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}, obj

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from fedsered.config import PrivacyConfig
 from fedsered.data.types import FeatureSet
 from fedsered.federation.client import LocalClient, run_task
 from fedsered.federation.protocol import Failure, Reply, Task
@@ -22,11 +23,14 @@ class InProcessTransport:
         clients: client id → its private data (partition order).
         n_classes: classes of the task.
         ledger_root: folder of the clients' ledgers (``<root>/<client id>/<pipeline>.json``); ``None`` keeps none.
+        policy: every client's own privacy section (the run's YAML: one config plays the clients and the server).
     """
 
-    def __init__(self, clients: Mapping[str, FeatureSet], *, n_classes: int, ledger_root: Path | None) -> None:
+    def __init__(
+        self, clients: Mapping[str, FeatureSet], *, n_classes: int, ledger_root: Path | None, policy: PrivacyConfig
+    ) -> None:
         self.clients = {
-            cid: LocalClient(cid, data, n_classes, None if ledger_root is None else ledger_root / cid)
+            cid: LocalClient(cid, data, n_classes, None if ledger_root is None else ledger_root / cid, policy)
             for cid, data in clients.items()
         }
 

@@ -79,6 +79,7 @@ def run_pipeline(
     check_overrides(cfg.privacy, client_ids=[client_id(k) for k in range(len(data.clients))])
     parts = select_clients(data, clients)
     with tempfile.TemporaryDirectory(prefix="fedsered-ledgers-") as tmp:
-        transport = InProcessTransport(parts, n_classes=data.n_classes, ledger_root=ledger_root or Path(tmp))
+        transport = InProcessTransport(parts, n_classes=data.n_classes, ledger_root=ledger_root or Path(tmp),
+                                       policy=cfg.privacy)  # fmt: skip
         return run_federation(cfg, server_view(data, parts), transport, pipeline=pipeline, seed=seed,
                               progress=progress)  # fmt: skip

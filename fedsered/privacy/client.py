@@ -1,8 +1,9 @@
 """A client's resolved privacy settings: the ``privacy`` section with that client's overrides and the default δ.
 
 ``client_privacy(cfg.privacy, client_id=..., n_local=...)`` returns ``None`` when DP is off, else a frozen
-``ClientPrivacy``. δ defaults to ``min(1e-5, 1 / (10·n_local))``; a δ ≥ 1/n_local (which would allow releasing an
-example outright), a budget below the per-release ε, or an override for a client that does not exist are
+``ClientPrivacy``. δ and the sample rate are public constants of the section (nothing published depends on the
+client's n); a δ ≥ 1/n_local (which would allow releasing an example outright: the one check that looks at n, and
+refuses rather than adapts), a budget below the per-release ε, or an override for a client that does not exist are
 ``ConfigError``s naming the key and the client.
 """
 
@@ -26,9 +27,10 @@ class ClientPrivacy:
         max_grad_norm: clipping bound C.
         accountant: ``"rdp"`` or ``"prv"``.
         budget_epsilon: total ε over all the client's releases (the ledger's cap).
-        sample_rate: Poisson rate of real examples per gm/dm step, or ``None`` for the method's default.
+        sample_rate: Poisson rate of each real example per noisy step (every mechanism).
         n_local: examples the client holds (what δ was checked against).
         epsilon_key: the config key ``target_epsilon`` came from (named in errors).
+        reproducible_noise: DP randomness derived from the run seed (INSECURE against the server).
     """
 
     client_id: str | None
@@ -37,14 +39,10 @@ class ClientPrivacy:
     max_grad_norm: float
     accountant: str
     budget_epsilon: float
-    sample_rate: float | None
+    sample_rate: float
     n_local: int
     epsilon_key: str = "privacy.target_epsilon"
-
-
-def default_delta(n_local: int) -> float:
-    """``min(1e-5, 1 / (10 n_local))``: well below 1/n_local."""
-    return min(1e-5, 1.0 / (10.0 * max(n_local, 1)))
+    reproducible_noise: bool = False
 
 
 def client_privacy(cfg: PrivacyConfig, *, client_id: str | None, n_local: int) -> ClientPrivacy | None:
@@ -81,13 +79,11 @@ def client_privacy(cfg: PrivacyConfig, *, client_id: str | None, n_local: int) -
     target = float(pick("target_epsilon"))  # type: ignore[arg-type]
     if not target > 0:
         raise ConfigError(f"{key('target_epsilon')}: must be > 0 for {who}, got {target}")
-    delta_cfg = pick("delta")
-    delta = default_delta(n_local) if delta_cfg is None else float(delta_cfg)
+    delta = float(pick("delta"))  # type: ignore[arg-type]
     if delta >= 1.0 / n_local:
         raise ConfigError(
             f"{key('delta')}: {delta:g} for {who} is not below 1/n_local = 1/{n_local} = {1.0 / n_local:.3g} "
-            "(a delta that large allows publishing an example outright); leave it unset for the default "
-            f"min(1e-5, 1/(10 n_local)) = {default_delta(n_local):.3g}"
+            "(a delta that large allows publishing an example outright)"
         )
     budget_cfg = pick("budget_epsilon")
     budget = target if budget_cfg is None else float(budget_cfg)
@@ -106,6 +102,7 @@ def client_privacy(cfg: PrivacyConfig, *, client_id: str | None, n_local: int) -
         sample_rate=cfg.sample_rate,
         n_local=int(n_local),
         epsilon_key=key("target_epsilon"),
+        reproducible_noise=cfg.reproducible_noise,
     )
 
 

@@ -1,10 +1,11 @@
 """DP-SGD training through Opacus' ``PrivacyEngine`` with Poisson sampling (DP trajectory experts, DP-FedAvg).
 
-``train_dp_sgd`` wraps the model, an SGD optimiser and a ``DataLoader`` with ``PrivacyEngine.make_private``
-(``poisson_sampling=True``: Opacus' ``DPDataLoader`` includes each example independently with probability
-q = 1 / ⌈n / batch_size⌉ per step), runs a given number of steps and returns the ``PrivacyRelease`` the accountant
-composes; the engine's own accountant history is checked to hold exactly that release. Data order and noise come
-from two seeded generators, so a run is a pure function of its seed.
+``train_dp_sgd`` wraps the model, an SGD optimiser and Opacus' ``DPDataLoader`` (each example joins each step
+independently with probability q — a public constant, ``privacy.sample_rate``, not a function of the client's n) with
+``PrivacyEngine.make_private``, runs a given number of steps and returns the ``PrivacyRelease`` the accountant
+composes; the engine's own accountant history is checked to hold exactly that release. Sampling, noise and dropout
+come from generators seeded by ``seed`` — the client's secret DP seed (``DPSpec.noise_seed``), so the server cannot
+replay them.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ import torch
 from opacus import PrivacyEngine
 from opacus.data_loader import DPDataLoader
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
-from fedsered.privacy.mechanism import batches_per_epoch
 from fedsered.privacy.release import PrivacyRelease
 from fedsered.seeding import int_seed, torch_generator
 
@@ -37,7 +37,7 @@ def train_dp_sgd(
     *,
     noise_multiplier: float,
     max_grad_norm: float,
-    batch_size: int,
+    sample_rate: float,
     steps: int,
     lr: float,
     seed: int,
@@ -57,10 +57,10 @@ def train_dp_sgd(
         y: ``[n]`` int64 labels.
         noise_multiplier: σ.
         max_grad_norm: C (per-example clipping over all parameters).
-        batch_size: expected batch size; the sampling rate is ``1 / ⌈n / batch_size⌉``.
+        sample_rate: q, each example's probability of joining each step.
         steps: optimiser steps.
         lr: SGD step size.
-        seed: derives the sampling (role ``dp_sgd/sample``) and noise (``dp_sgd/noise``) streams.
+        seed: the secret DP seed; derives the sampling (``dp_sgd/sample``), noise and dropout streams.
         momentum: SGD momentum.
         weight_decay: SGD weight decay.
         accountant: the engine's accountant (``"rdp"`` or ``"prv"``).
@@ -76,17 +76,13 @@ def train_dp_sgd(
             m.inplace = False
     xt = torch.as_tensor(x, dtype=torch.float32)
     yt = torch.as_tensor(y, dtype=torch.int64)
-    n = len(xt)
-    per_epoch = batches_per_epoch(n, batch_size)
-    # Poisson sampling at rate 1/per_epoch, built here because make_private(poisson_sampling=True) gives the sampler
-    # Opacus' own generator (None without secure mode: torch's global stream), which would make runs irreproducible.
-    loader = DPDataLoader.from_data_loader(
-        DataLoader(TensorDataset(xt, yt), batch_size=max(1, -(-n // per_epoch))),
-        generator=torch_generator(seed, "dp_sgd/sample"),
-    )
+    # Poisson sampling at rate q, built here because make_private(poisson_sampling=True) gives the sampler Opacus'
+    # own generator (None without secure mode: torch's global stream), which no seed controls.
+    loader = DPDataLoader(TensorDataset(xt, yt), sample_rate=sample_rate,
+                          generator=torch_generator(seed, "dp_sgd/sample"))  # fmt: skip
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "secure RNG turned off": seeded on purpose (a run is a function of its seed)
+        warnings.simplefilter("ignore")  # "secure RNG turned off": our generators are seeded from the client's secret
         engine = PrivacyEngine(accountant=accountant)
         dp_model, dp_opt, dp_loader = engine.make_private(
             module=model, optimizer=opt, data_loader=loader, noise_multiplier=noise_multiplier,
