@@ -108,6 +108,13 @@ class FeaturesConfig(_Section):
     )
     top_db: float | None = Field(80.0, gt=0.0, description="dynamic range kept per clip (as librosa.power_to_db)")
     backend: Literal["fast", "librosa"] = Field("fast", description="batched torch path, or librosa's per-clip loop")
+    normalise: Literal["fixed", "train_speakers"] = Field(
+        "fixed", description="fixed: (dB - db_offset) / db_scale, the same for everyone and independent of any data "
+        "(what a client can apply alone); train_speakers: per-mel-bin statistics pooled over all training speakers "
+        "(centralised comparisons only: it depends on every client's data, outside any DP accounting)"
+    )
+    db_offset: float = Field(-40.0, ge=-200.0, le=100.0, description="fixed normalisation's offset in dB")
+    db_scale: float = Field(20.0, gt=0.1, le=200.0, description="fixed normalisation's scale in dB")
     cache_dir: str | None = Field(".fedsered_cache", description="feature cache folder; null disables caching")
 
     @model_validator(mode="after")

@@ -26,7 +26,7 @@ from fedsered.io import atomic_write
 FEATURE_VERSION = 1
 """Bump when the feature computation changes in a way the settings do not capture (invalidates every cache)."""
 
-_EXCLUDED_SETTINGS = frozenset({"backend", "cache_dir"})
+_EXCLUDED_SETTINGS = frozenset({"backend", "cache_dir", "normalise", "db_offset", "db_scale"})  # applied after
 _ARRAYS = ("x", "y", "speaker", "utterance_id")
 
 

@@ -1,4 +1,8 @@
-"""The prepared dataset of a run: corpus → log-Mel features → test-speaker split → train-only normalisation → clients.
+"""The prepared dataset of a run: corpus → log-Mel features → test-speaker split → normalisation → clients.
+
+Normalisation is fixed and data-independent by default (``features.normalise``), so a client can apply it to its own
+recordings alone and nothing about anyone's data travels with it; ``train_speakers`` fits per-bin statistics on the
+pooled training speakers only (never the test speakers), for centralised comparisons.
 
 ``build_dataset(config)`` is what every path (CLI, Flower clients and server, audit shadows) calls first; it is a
 pure function of the config and seed (features come from the on-disk cache when present).
@@ -12,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from fedsered.config import Config
+from fedsered.config import Config, FeaturesConfig
 from fedsered.data.corpora import corpus_summary, load_corpus
 from fedsered.data.embedded import generate_embedded_corpus
 from fedsered.data.features import Normaliser, extract_features, fit_normaliser, normalise
@@ -31,7 +35,7 @@ class Dataset:
         emotions: label names (index = label).
         train: normalised training features (training speakers only).
         test: normalised features of the held-out test speakers.
-        normaliser: per-mel-bin statistics fitted on ``train`` only.
+        normaliser: the fixed normalisation, or per-mel-bin statistics fitted on ``train`` only.
         clients: one index array into ``train`` per client (``federation.num_clients``).
         summary: corpus summary (speakers, utterances per emotion, duration, skipped and excluded files).
     """
@@ -58,6 +62,15 @@ class Dataset:
 
     def client_table(self) -> list[dict[str, Any]]:
         return client_summary(self.clients, labels=self.train.y, speakers=self.train.speaker, n_classes=self.n_classes)
+
+
+def normaliser_for(cfg: FeaturesConfig, x_train: np.ndarray) -> Normaliser:
+    """The run's normalisation: the fixed, data-independent one (``features.normalise: fixed``, the default: a client
+    can apply it alone and it tells nobody anything), or per-mel-bin statistics of the pooled training speakers."""
+    if cfg.normalise == "fixed":
+        shape = (1, cfg.n_mels, 1)
+        return Normaliser(mean=np.full(shape, cfg.db_offset, np.float32), std=np.full(shape, cfg.db_scale, np.float32))
+    return fit_normaliser(x_train)
 
 
 def load_audio(cfg: Config, *, progress: Progress | None = None) -> AudioCorpus:
@@ -90,7 +103,7 @@ def build_dataset(cfg: Config, *, progress: Progress | None = None) -> Dataset:
             feats.speaker, test_speakers=cfg.data.test_speakers, rng=rng(cfg.seed, "split/test-speakers")
         )
     train, test = feats.subset(train_idx), feats.subset(test_idx)
-    norm = fit_normaliser(train.x)
+    norm = normaliser_for(cfg.features, train.x)
     train = FeatureSet(normalise(train.x, norm), train.y, train.speaker, train.utterance_id)
     test = FeatureSet(normalise(test.x, norm), test.y, test.speaker, test.utterance_id)
     fed = cfg.federation

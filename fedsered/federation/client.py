@@ -138,7 +138,7 @@ def peak_rss_mb() -> float:
 
 
 def _features(cfg: Config) -> dict[str, Any]:
-    return cfg.features.model_dump(mode="json", exclude={"cache_dir", "backend"})
+    return cfg.features.model_dump(mode="json", exclude={"cache_dir", "backend"})  # normalisation included
 
 
 def distil_client(
