@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fedsered.config import Config, load_config
-from fedsered.errors import FedseredError
+from fedsered.errors import ConfigError, FedseredError
 from fedsered.io import atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
@@ -192,6 +192,12 @@ def cmd_simulate(args: argparse.Namespace, cfg: Config) -> int:
     from simulations.runner import simulate
 
     out = _out_dir(args, cfg)
+    refused = [p for p in ("synthetic", *cfg.federation.baselines) if p != "pooled" and p not in cfg.privacy.share]
+    if refused:  # in simulation the YAML is the clients' own policy: say so before starting Ray
+        raise ConfigError(
+            f"federation.baselines / privacy.share: the simulated clients' policy does not allow {', '.join(refused)}; "
+            "add them to privacy.share (each client would refuse them)"
+        )
     (out / "results.json").unlink(missing_ok=True)
     atomic_write_text(out / "config.yaml", cfg.to_yaml())
     runtime = simulate(cfg, config_path=out / "config.yaml", out=out)

@@ -74,10 +74,11 @@ class DataConfig(_Section):
         "error", description="a corrupt, empty, silent or too-short file: stop with an error, or skip and report it"
     )
     min_duration_s: float = Field(0.25, ge=0.0, le=60.0, description="shorter clips count as bad files")
-    test_speakers: float | list[str] | Literal["split"] = Field(
+    test_speakers: float | list[str] | Literal["split", "all"] = Field(
         0.25,
-        description="held-out test speakers: a fraction of speakers (0-1), an explicit list of speaker ids, or "
-        "'split' to take the rows whose manifest split is 'test'",
+        description="held-out test speakers: a fraction of speakers (0-1), an explicit list of speaker ids, "
+        "'split' to take the rows whose manifest split is 'test', or 'all' (a deployed server's own test corpus: "
+        "no training speaker, the clients hold their data themselves)",
     )
     embedded: EmbeddedCorpusConfig = EmbeddedCorpusConfig()
 

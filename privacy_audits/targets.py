@@ -75,16 +75,18 @@ def _positive(name: str, text: str) -> float:
 
 
 def target_config(cfg: Config, spec: TargetSpec) -> Config:
-    """The run config of a target: the distillation method and the privacy section set for it."""
+    """The run config of a target: the distillation method and the privacy section set for it. Each target is a
+    counterfactual federation whose clients' policy consents to that target's pipeline (``privacy.share``)."""
     update: dict[str, Any] = {}
     if spec.method is not None:
         update["federation"] = cfg.federation.model_copy(update={"method": spec.method})
+    priv: dict[str, Any] = {"share": (spec.pipeline,)}
     if spec.pipeline in ("synthetic", "dp_fedavg"):
-        priv: dict[str, Any] = {"enabled": spec.is_dp}
+        priv["enabled"] = spec.is_dp
         if spec.dp_epsilon is not None:
             priv["target_epsilon"] = spec.dp_epsilon
-        update["privacy"] = cfg.privacy.model_copy(update=priv)
-    return cfg.model_copy(update=update) if update else cfg
+    update["privacy"] = cfg.privacy.model_copy(update=priv)
+    return cfg.model_copy(update=update)
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ Handlers, one per message type, each a thin adapter (Message → ``Task`` → ``
 The client's privacy policy and ledgers are its own: the policy from its node config ``policy-file`` (else
 ``$FEDSERED_POLICY_FILE``, which ``fedsered simulate`` writes from the run's YAML for its virtual clients), the
 ledgers under ``node_config["ledger-dir"]`` (else ``$FEDSERED_LEDGER_DIR``, else ``./fedsered-ledgers``); nothing
-the server sends chooses either, and a task can only tighten the policy (``fedsered.privacy.policy``). The data are
-built locally from the run config the task carries (``build_dataset``) and kept per process (Ray actors serve many
-clients in turn).
+the server sends chooses either, and a task can only tighten the policy (``fedsered.privacy.policy``). Its data: with
+``data-dir`` in its node config (a real device), its own recordings only (``fedsered.data.local.node_data``); in
+simulation, its partition of the corpus built from the run config (``build_dataset``), kept per process.
 """
 
 from __future__ import annotations
@@ -25,34 +25,28 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
 
-from fedsered.config import Config, PrivacyConfig, load_config
+from fedsered.config import PrivacyConfig, load_config
 from fedsered.data.dataset import Dataset, build_dataset
+from fedsered.data.local import node_data
+from fedsered.data.types import FeatureSet
 from fedsered.errors import DataError
 from fedsered.federation.client import LocalClient, client_id, run_task
+from fedsered.federation.protocol import Task
 from simulations.wire import TASK_KEY, reply_message, task_of
 
-_DATA: dict[str, Dataset] = {}
+_DATA: dict[str, Dataset | FeatureSet] = {}
+"""The data this process built, kept across tasks (one entry: a Ray actor serves many clients of one run)."""
 
 
-def local_data(cfg: Config) -> tuple[Dataset, float, float]:
-    """The dataset of ``cfg``, built once per process, and the wall and CPU seconds building it took now."""
-    start, cpu = time.perf_counter(), time.process_time()
-    key = cfg.model_dump_json(include={"seed", "data", "features", "federation"})
-    if key not in _DATA:
-        _DATA.clear()
-        _DATA[key] = build_dataset(cfg)
-    return _DATA[key], time.perf_counter() - start, time.process_time() - cpu
-
-
-def partition_of(context: Context, data: Dataset) -> int:
+def partition_of(context: Context) -> int:
     """This node's partition index (``--node-config partition-id=K`` on a real SuperNode)."""
-    if "partition-id" not in context.node_config:
-        raise DataError("this SuperNode has no partition-id in its node config (start it with "
+    value = context.node_config.get("partition-id")
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise DataError("this SuperNode has no partition-id K >= 0 in its node config (start it with "
                         "--node-config 'partition-id=K num-partitions=N')")  # fmt: skip
-    k = int(context.node_config["partition-id"])
-    if not 0 <= k < len(data.clients):
-        raise DataError(f"partition-id {k} outside the run's {len(data.clients)} client partitions")
-    return k
+    return value
 
 
 def ledger_root(context: Context) -> Path:
@@ -71,20 +65,39 @@ def policy_of(context: Context) -> PrivacyConfig:
 
 def query_partition(msg: Message, context: Context) -> Message:
     return Message(
-        RecordDict({TASK_KEY: ConfigRecord({"partition-id": int(context.node_config["partition-id"])})}),
+        RecordDict({TASK_KEY: ConfigRecord({"partition-id": partition_of(context)})}),
         reply_to=msg,
     )
 
 
+def local_client(task: Task, context: Context) -> tuple[LocalClient, float, float]:
+    """This node's client: its partition of the simulated corpus, or — with ``data-dir`` in its node config (a real
+    SuperNode) — its own recordings and nothing else; plus the wall and CPU seconds loading took now."""
+    start, cpu = time.perf_counter(), time.process_time()
+    k = partition_of(context)
+    cid = client_id(k)
+    own = context.node_config.get("data-dir")
+    key = f"{own}|{task.cfg.model_dump_json(include={'data', 'features'})}" if own else \
+        task.cfg.model_dump_json(include={"seed", "data", "features", "federation"})  # fmt: skip
+    if key not in _DATA:
+        _DATA.clear()
+        _DATA[key] = node_data(task.cfg, str(own)) if own else build_dataset(task.cfg)
+    data = _DATA[key]
+    if isinstance(data, Dataset):
+        if k >= len(data.clients):
+            raise DataError(f"partition-id {k} outside the run's {len(data.clients)} client partitions")
+        data = data.client(k)
+    client = LocalClient(cid, data, len(task.cfg.data.emotions), ledger_root(context) / cid, policy_of(context))
+    return client, time.perf_counter() - start, time.process_time() - cpu
+
+
 def train(msg: Message, context: Context) -> Message:
     task = task_of(msg)
-    data, setup, setup_cpu = local_data(task.cfg)
-    k = partition_of(context, data)
-    cid = client_id(k)
-    client = LocalClient(cid, data.client(k), data.n_classes, ledger_root(context) / cid, policy_of(context))
+    client, setup, setup_cpu = local_client(task, context)
     reply = run_task(task, client)
-    metrics = {**reply.metrics, "setup-seconds": setup, "setup-cpu-seconds": setup_cpu}
-    return reply_message(msg, replace(reply, metrics=metrics))
+    if reply.metrics:  # a DP client publishes no timings
+        reply = replace(reply, metrics={**reply.metrics, "setup-seconds": setup, "setup-cpu-seconds": setup_cpu})
+    return reply_message(msg, reply)
 
 
 def build_client_app(mods: list[Mod] | None = None) -> ClientApp:

@@ -40,11 +40,13 @@ def serve(grid: Grid, cfg: Config, *, out: Path) -> ComparisonResult:
     """Run synthetic sharing and the configured baselines; write ``results.json`` and the shared sets."""
     start, cpu = time.perf_counter(), time.thread_time()
     data = build_dataset(cfg)
-    check_overrides(cfg.privacy, client_ids=[client_id(k) for k in range(len(data.clients))])
+    check_overrides(cfg.privacy, client_ids=[client_id(k) for k in range(cfg.federation.num_clients)])
     t_data, data_cpu = time.perf_counter(), time.thread_time() - cpu
     transport = GridTransport.connect(grid, cfg)
     LOG.info("%d of %d nodes connected", len(transport.connected()), cfg.federation.num_clients)
-    parts = {cid: data.client(int(cid.rsplit("-", 1)[1])) for cid in transport.connected()}
+    # the clients' data for the pooled oracle: in simulation the server can build it; a deployed server
+    # (data.test_speakers: all) holds only its test speakers, and pooled is then refused
+    parts = {cid: data.client(int(cid.rsplit("-", 1)[1])) for cid in transport.connected()} if data.clients else {}
     t = time.perf_counter()
 
     def round_done(pipeline: str, r: int, total: int) -> None:

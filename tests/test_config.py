@@ -16,8 +16,9 @@ def test_default_config_validates_and_matches_schema_defaults() -> None:
     assert cfg.data.corpus == "embedded"
     assert cfg.features.n_mels == 64
     assert cfg.federation.num_clients == 8
-    # keys the file leaves out take the schema's defaults
-    assert cfg.privacy == Config().privacy
+    # keys the file leaves out take the schema's defaults; the simulated clients' policy consents to the baselines
+    assert cfg.privacy.model_copy(update={"share": ("synthetic",)}) == Config().privacy
+    assert set(cfg.privacy.share) == {"synthetic", "random_subset", "raw_sharing", "fedavg", "dp_fedavg"}
 
 
 def test_overrides_are_parsed_as_yaml() -> None:

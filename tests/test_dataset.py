@@ -23,11 +23,16 @@ def _cfg(tmp_path: Path, *extra: str):  # type: ignore[no-untyped-def]
 
 
 def test_dataset_split_normalisation_and_clients(tmp_path: Path) -> None:
-    data = build_dataset(_cfg(tmp_path))
+    fixed = build_dataset(_cfg(tmp_path))  # the default: (dB - offset) / scale, the same for every split and client
+    cfg = _cfg(tmp_path, "features.normalise=train_speakers")
+    data = build_dataset(cfg)
+    assert np.array_equal(fixed.train.utterance_id, data.train.utterance_id)
+    raw_db = data.train.x * data.normaliser.std + data.normaliser.mean
+    assert np.allclose(fixed.train.x, (raw_db - cfg.features.db_offset) / cfg.features.db_scale, atol=1e-4)
     assert len(data.train) + len(data.test) == 5 * 5 * 3
     assert not set(data.train.speaker) & set(data.test.speaker)
     assert len(set(data.test.speaker)) == 1
-    # statistics come from the training speakers only: train is standardised per mel bin, test is not exactly
+    # train_speakers: statistics from the training speakers only: train is standardised per mel bin, test is not
     assert np.abs(data.train.x.mean(axis=(0, 1, 3))).max() < 1e-4
     assert np.abs(data.train.x.std(axis=(0, 1, 3)) - 1).max() < 1e-3
     assert np.abs(data.test.x.mean(axis=(0, 1, 3))).max() > 1e-3

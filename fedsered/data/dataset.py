@@ -53,7 +53,7 @@ class Dataset:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        _, c, m, t = self.train.x.shape
+        _, c, m, t = self.test.x.shape
         return (c, m, t)
 
     def client(self, k: int) -> FeatureSet:
@@ -96,7 +96,9 @@ def build_dataset(cfg: Config, *, progress: Progress | None = None) -> Dataset:
     corpus = load_audio(cfg, progress=progress)
     cb = (lambda done, total: progress("log-Mel features", done, total)) if progress else None
     feats = extract_features(corpus, cfg.features, progress=cb)
-    if cfg.data.test_speakers == "split":
+    if cfg.data.test_speakers == "all":  # a deployed server: only test speakers here, the clients hold theirs
+        train_idx, test_idx = np.arange(0), np.arange(len(feats))
+    elif cfg.data.test_speakers == "split":
         train_idx, test_idx = split_from_manifest(corpus.split, feats.speaker)
     else:
         train_idx, test_idx = split_test_speakers(
@@ -107,14 +109,14 @@ def build_dataset(cfg: Config, *, progress: Progress | None = None) -> Dataset:
     train = FeatureSet(normalise(train.x, norm), train.y, train.speaker, train.utterance_id)
     test = FeatureSet(normalise(test.x, norm), test.y, test.speaker, test.utterance_id)
     fed = cfg.federation
-    clients = partition_clients(
+    clients = [] if len(train) == 0 else partition_clients(
         labels=train.y,
         speakers=train.speaker,
         scheme=fed.partition,
         num_clients=fed.num_clients,
         alpha=fed.dirichlet_alpha,
         rng=rng(cfg.seed, "split/clients"),
-    )
+    )  # fmt: skip
     summary = corpus_summary(corpus)
     summary["train_speakers"] = sorted(set(train.speaker.tolist()))
     summary["test_speakers"] = sorted(set(test.speaker.tolist()))

@@ -43,8 +43,8 @@ def select_clients(data: Dataset, clients: ClientsArg) -> dict[str, FeatureSet]:
 
 def server_view(data: Dataset, parts: Mapping[str, FeatureSet]) -> ServerView:
     """The server's view of a simulated federation: the test speakers, and the participants' union for ``pooled``."""
-    return ServerView(test=data.test, n_classes=data.n_classes, input_shape=data.input_shape,
-                      pooled=FeatureSet.concat(list(parts.values())))  # fmt: skip
+    pooled = FeatureSet.concat(list(parts.values())) if parts else None
+    return ServerView(test=data.test, n_classes=data.n_classes, input_shape=data.input_shape, pooled=pooled)
 
 
 def run_pipeline(
