@@ -148,7 +148,14 @@ class TrainConfig(_Section):
     lr: float = Field(1e-3, gt=0.0, le=10.0)
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
     optimizer: Literal["adam", "sgd"] = "adam"
-    threads: int = Field(0, ge=0, le=256, description="torch threads; 0 keeps torch's default")
+    threads: int = Field(
+        1,
+        ge=0,
+        le=256,
+        description="torch threads while a model trains (set by train_model, restored after). Conv and linear "
+        "weight gradients are summed in an order that depends on the thread count, so a model is bit-identical "
+        "only at the same count; 0 keeps the caller's setting (results then depend on the machine)",
+    )
 
 
 class FunctionalsConfig(_Section):
