@@ -110,19 +110,54 @@ def cmd_data(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def _train_line(record: dict[str, Any], resumed: bool) -> str:
+    cnn, ref = record["cnn"], record["functionals"]
+    how = "resumed" if resumed else f"{cnn['seconds'] + ref['seconds']:.1f} s"
+    return (
+        f"seed {record['seed']}: centralised {cnn['model']['name']}: UAR {cnn['uar']:.3f}  WA {cnn['wa']:.3f}; "
+        f"functionals: UAR {ref['uar']:.3f}  WA {ref['wa']:.3f}  (train {cnn['n_train']}, test {cnn['n_test']}, {how})"
+    )
+
+
+def _train_table(summary: dict[str, Any]) -> Table:
+    from fedsered.stats import Estimate
+
+    def est(obj: dict[str, Any], *, signed: bool = False) -> str:
+        return Estimate(obj["mean"], obj["lo"], obj["hi"], obj["n"], obj["level"]).fmt(signed=signed)
+
+    seeds = summary["seeds"]
+    table = Table(
+        title=f"centralised models, {len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))})",
+        caption="mean ± 95 % CI over seeds (Student t); Δ paired by seed",
+    )
+    for col in ("model", "UAR", "WA"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for method, entry in summary["models"].items():
+        label = f"{entry['name']} (CNN)" if method == "cnn" else f"{entry['name']} (logreg)"
+        table.add_row(label, est(entry["uar"]), est(entry["wa"]))
+    table.add_section()
+    for pair, diff in summary["paired"].items():
+        a, b = pair.split(" - ")
+        table.add_row(f"Δ {a} − {b}", est(diff["uar"], signed=True), est(diff["wa"], signed=True))
+    return table
+
+
 def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
-    from fedsered.centralised import run_centralised
-    from fedsered.data.dataset import build_dataset
+    from fedsered.experiments.train import parse_seeds, results_json, run_seeds, to_csv
+
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else (cfg.seed,)
+    out = _out_dir(args, cfg)
+
+    def on_seed(record: dict[str, Any], resumed: bool) -> None:
+        out_console.print(_train_line(record, resumed), markup=False, highlight=False, soft_wrap=True)
 
     with _progress() as progress:
-        data = build_dataset(cfg, progress=progress)
-        result = run_centralised(cfg, data, progress=progress)
-    result["data"] = {"summary": data.summary}
-    out_console.print(
-        f"centralised {cfg.model.name}: UAR {result['uar']:.3f}  WA {result['wa']:.3f}  "
-        f"(train {result['n_train']}, test {result['n_test']}, {result['seconds']:.1f} s)"
-    )
-    _write_run(_out_dir(args, cfg), cfg, result)
+        run = run_seeds(cfg, seeds, out_dir=out, progress=progress, on_seed=on_seed)
+    results = results_json(run)
+    out_console.print(_train_table(results["summary"]))
+    out_console.print(f"seeds: {run['ran']} run, {run['resumed']} resumed")
+    atomic_write_text(out / "results.csv", to_csv(run["records"]))
+    _write_run(out, cfg, results)
     return 0
 
 
@@ -276,7 +311,7 @@ def cmd_sweep(args: argparse.Namespace, cfg: Config) -> int:
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, Config], int], str]] = {
     "validate": (cmd_validate, "check a config and print it resolved (defaults filled in)"),
     "data": (cmd_data, "build/cache the corpus and features; print the corpus and client summary"),
-    "train": (cmd_train, "centralised baseline: train on all training speakers, evaluate UAR on test speakers"),
+    "train": (cmd_train, "centralised CNN vs functionals reference over --seeds: UAR/WA, 95% CIs, paired difference"),
     "distill": (cmd_distill, "distil the training split with each method and IPC; score the sets on test speakers"),
     "sweep": (cmd_sweep, "privacy-utility sweep: UAR of DP distillation over epsilon x method x seed (resumable)"),
     "simulate": (cmd_simulate, "federated simulation on Flower + Ray: clients share synthetic sets; baselines"),
@@ -293,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, value parsed as YAML (repeatable)")  # fmt: skip
         p.add_argument("--out", metavar="DIR", help="run folder (default: output.dir of the config)")
+        if name == "train":
+            p.add_argument("--seeds", metavar="SEEDS", help="seeds to run and compare, e.g. 0-4 or 0,2,5 "
+                           "(default: the config's seed); finished seeds in --out are reused")  # fmt: skip
     return parser
 
 

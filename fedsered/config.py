@@ -149,7 +149,50 @@ class TrainConfig(_Section):
     lr: float = Field(1e-3, gt=0.0, le=10.0)
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
     optimizer: Literal["adam", "sgd"] = "adam"
-    threads: int = Field(0, ge=0, le=256, description="torch threads; 0 keeps torch's default")
+    threads: int = Field(
+        1,
+        ge=0,
+        le=256,
+        description="torch threads while a model trains (set by train_model, restored after). Conv and linear "
+        "weight gradients are summed in an order that depends on the thread count, so a model is bit-identical "
+        "only at the same count; 0 keeps the caller's setting (results then depend on the machine)",
+    )
+
+
+class FunctionalsConfig(_Section):
+    """The classic SER reference of ``fedsered train``: utterance functionals and a linear classifier.
+
+    Per utterance: mean and std over time of every log-Mel bin, and from the audio the voiced F0 (YIN) median, std
+    and range in semitones, the frame energy's mean and std in dB, the voiced fraction and the duration
+    (``fedsered.data.functionals``); then median imputation, standardisation and a multinomial logistic regression
+    fitted on the training speakers only (``fedsered.models.functionals``).
+    """
+
+    f0_min_hz: float = Field(60.0, gt=0.0, le=2000.0, description="lowest F0 YIN searches")
+    f0_max_hz: float = Field(500.0, gt=0.0, le=8000.0, description="highest F0 YIN searches (<= sample_rate / 2)")
+    frame_s: float = Field(0.064, gt=0.0, le=1.0, description="analysis frame of F0 and energy (>= 2 / f0_min_hz)")
+    hop_s: float = Field(0.016, gt=0.0, le=1.0, description="hop between analysis frames")
+    voicing_threshold: float = Field(
+        0.45,
+        gt=0.0,
+        lt=1.0,
+        description="a frame is voiced when its normalised autocorrelation at the YIN period reaches this",
+    )
+    C: float = Field(1.0, gt=0.0, le=1e6, description="inverse L2 regularisation strength of the logistic regression")
+    max_iter: int = Field(2000, ge=1, le=1_000_000, description="lbfgs iterations of the logistic regression")
+
+    @model_validator(mode="after")
+    def _check(self) -> FunctionalsConfig:
+        if self.f0_min_hz >= self.f0_max_hz:
+            raise ValueError("f0_min_hz must be below f0_max_hz")
+        if self.frame_s * self.f0_min_hz < 2.0:
+            raise ValueError(
+                f"frame_s must hold two periods of f0_min_hz: frame_s >= {2.0 / self.f0_min_hz:g} s at "
+                f"f0_min_hz = {self.f0_min_hz:g}"
+            )
+        if self.hop_s > self.frame_s:
+            raise ValueError("hop_s must not exceed frame_s")
+        return self
 
 
 class DistillConfig(_Section):
@@ -420,6 +463,7 @@ class Config(_Section):
     features: FeaturesConfig = FeaturesConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    functionals: FunctionalsConfig = FunctionalsConfig()
     distill: DistillConfig = DistillConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     sweep: SweepConfig = SweepConfig()

@@ -1,14 +1,20 @@
-"""Models (GroupNorm only, sizes, fixed θ₀), metrics and deterministic training."""
+"""Models (GroupNorm only, sizes, fixed θ₀), metrics and deterministic training (also across thread counts)."""
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from fedsered.config import ModelConfig, TrainConfig
+from fedsered.centralised import train_centralised
+from fedsered.config import Config, ModelConfig, TrainConfig, load_config
+from fedsered.data.dataset import Dataset, build_dataset
 from fedsered.models import build_model, complexity, fixed_init_state
 from fedsered.training.metrics import classification_metrics
 from fedsered.training.train import evaluate, train_model
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("name", ["cnn6", "cnn_iot", "resnet9"])
@@ -63,3 +69,44 @@ def test_training_learns_and_is_deterministic() -> None:
     m2 = train_model(x, y, model_cfg=mcfg, train_cfg=tcfg, n_classes=3, init_state=init, seed=5)
     assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values(), strict=True))
     assert evaluate(m1, xt, yt, n_classes=3)["uar"] > 0.8
+
+
+def _tiny_centralised(tmp: Path) -> tuple[Config, Dataset]:
+    """The tiny embedded corpus of the federation tests: 4 training speakers, 32 mels × 38 frames, a 4-channel net."""
+    cfg = load_config(ROOT / "configs" / "default.yaml", [
+        "data.embedded.n_speakers=5", "data.embedded.utterances_per_emotion=2", "data.embedded.duration_s=[1.0, 1.2]",
+        "features.segment_s=1.2", "features.n_mels=32", f"features.cache_dir={tmp / 'cache'}",
+        "model.name=cnn_iot", "model.width=4", "train.epochs=2", "federation.num_clients=2",
+    ])  # fmt: skip
+    return cfg, build_dataset(cfg)
+
+
+def _state_at(threads: int, cfg: Config, data: Dataset) -> dict[str, torch.Tensor]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        model = train_centralised(cfg, data)
+        assert torch.get_num_threads() == threads  # train_model restores the caller's count
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_centralised_training_is_bit_identical_at_one_and_two_caller_threads(tmp_path: Path) -> None:
+    cfg, data = _tiny_centralised(tmp_path)
+    assert cfg.train.threads == 1  # the default pins training to one thread
+    one, two = _state_at(1, cfg, data), _state_at(2, cfg, data)
+    assert one.keys() == two.keys()
+    assert all(torch.equal(one[k], two[k]) for k in one), [k for k in one if not torch.equal(one[k], two[k])]
+
+
+def test_unpinned_training_depends_on_the_thread_count(tmp_path: Path) -> None:
+    """Why the pin exists (torch 2.13, CPU): conv and linear weight gradients sum per-thread partial sums."""
+    cfg, data = _tiny_centralised(tmp_path)
+    unpinned = cfg.model_copy(update={"train": cfg.train.model_copy(update={"threads": 0})})
+    one, two = _state_at(1, unpinned, data), _state_at(2, unpinned, data)
+    again = _state_at(2, unpinned, data)
+    assert all(torch.equal(two[k], again[k]) for k in two)  # reproducible at a fixed count
+    differ = [k for k in one if not torch.equal(one[k], two[k])]
+    assert any(k.endswith(".0.weight") for k in differ)  # conv weights differ in their last bits
+    assert max(float((one[k] - two[k]).abs().max()) for k in differ) < 1e-5

@@ -5,7 +5,9 @@ recordings alone and nothing about anyone's data travels with it; ``train_speake
 pooled training speakers only (never the test speakers), for centralised comparisons.
 
 ``build_dataset(config)`` is what every path (CLI, Flower clients and server, audit shadows) calls first; it is a
-pure function of the config and seed (features come from the on-disk cache when present).
+pure function of the config and seed (features come from the on-disk cache when present). With
+``functionals=True`` it also computes the utterance functionals of the classic reference model from the same audio
+(``fedsered.data.functionals``), split row for row with the log-Mel features.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from fedsered.config import Config, FeaturesConfig
 from fedsered.data.corpora import corpus_summary, load_corpus
 from fedsered.data.embedded import generate_embedded_corpus
 from fedsered.data.features import Normaliser, extract_features, fit_normaliser, normalise
+from fedsered.data.functionals import FunctionalSplits, extract_functionals
 from fedsered.data.partition import client_summary, partition_clients, split_from_manifest, split_test_speakers
 from fedsered.data.types import AudioCorpus, FeatureSet
 from fedsered.seeding import rng
@@ -38,6 +41,8 @@ class Dataset:
         normaliser: the fixed normalisation, or per-mel-bin statistics fitted on ``train`` only.
         clients: one index array into ``train`` per client (``federation.num_clients``).
         summary: corpus summary (speakers, utterances per emotion, duration, skipped and excluded files).
+        functionals: utterance functionals of ``train`` and ``test`` in the same row order, when asked for
+            (``build_dataset(..., functionals=True)``); otherwise ``None``.
     """
 
     emotions: tuple[str, ...]
@@ -46,6 +51,7 @@ class Dataset:
     normaliser: Normaliser
     clients: list[np.ndarray]
     summary: dict[str, Any]
+    functionals: FunctionalSplits | None = None
 
     @property
     def n_classes(self) -> int:
@@ -83,12 +89,14 @@ def load_audio(cfg: Config, *, progress: Progress | None = None) -> AudioCorpus:
     return load_corpus(cfg.data, sample_rate=cfg.features.sample_rate, progress=cb)
 
 
-def build_dataset(cfg: Config, *, progress: Progress | None = None) -> Dataset:
+def build_dataset(cfg: Config, *, progress: Progress | None = None, functionals: bool = False) -> Dataset:
     """Build the run's dataset.
 
     Args:
-        cfg: the whole config (``data``, ``features``, ``federation`` and ``seed`` are read).
+        cfg: the whole config (``data``, ``features``, ``federation`` and ``seed`` are read; ``functionals`` too
+            when asked for).
         progress: optional ``(stage, done, total)`` callback.
+        functionals: also compute the utterance functionals (``Dataset.functionals``).
 
     Returns:
         The ``Dataset``.
@@ -104,6 +112,11 @@ def build_dataset(cfg: Config, *, progress: Progress | None = None) -> Dataset:
         train_idx, test_idx = split_test_speakers(
             feats.speaker, test_speakers=cfg.data.test_speakers, rng=rng(cfg.seed, "split/test-speakers")
         )
+    splits = None
+    if functionals:
+        cb = (lambda done, total: progress("functionals", done, total)) if progress else None
+        fx = extract_functionals(corpus, logmel=feats.x, features=cfg.features, settings=cfg.functionals, progress=cb)
+        splits = FunctionalSplits(train=fx.subset(train_idx), test=fx.subset(test_idx))
     train, test = feats.subset(train_idx), feats.subset(test_idx)
     norm = normaliser_for(cfg.features, train.x)
     train = FeatureSet(normalise(train.x, norm), train.y, train.speaker, train.utterance_id)
@@ -120,4 +133,4 @@ def build_dataset(cfg: Config, *, progress: Progress | None = None) -> Dataset:
     summary = corpus_summary(corpus)
     summary["train_speakers"] = sorted(set(train.speaker.tolist()))
     summary["test_speakers"] = sorted(set(test.speaker.tolist()))
-    return Dataset(cfg.data.emotions, train, test, norm, clients, summary)
+    return Dataset(cfg.data.emotions, train, test, norm, clients, summary, functionals=splits)

@@ -76,6 +76,15 @@ def n_frames(cfg: FeaturesConfig) -> int:
     return 1 + (segment_samples(cfg) + 2 * (cfg.n_fft // 2) - cfg.n_fft) // cfg.hop_length
 
 
+def live_frames(cfg: FeaturesConfig, n_valid: int) -> int:
+    """Frames of a segment's spectrogram that overlap its first ``n_valid`` samples (the clip before zero padding).
+
+    Later frames see only the padding: their power is exactly 0 (the fast path skips them; in dB they sit at the
+    ``top_db`` floor). ``n_valid`` is ``min(len(clip), segment_samples(cfg))``.
+    """
+    return min(n_frames(cfg), -(-(cfg.n_fft // 2 + n_valid) // cfg.hop_length))
+
+
 def fix_length(clip: np.ndarray, n_samples: int) -> np.ndarray:
     """Bring a mono clip to exactly ``n_samples`` samples.
 
@@ -203,7 +212,7 @@ class _FastLogMel:
 
     def live_frames(self, n_valid: int) -> int:
         """Frames that overlap the first ``n_valid`` samples; later ones hold only zero padding."""
-        return min(self.frames, -(-(self.pad + n_valid) // self.cfg.hop_length))
+        return live_frames(self.cfg, n_valid)
 
     def __call__(self, clips: Sequence[np.ndarray], out: np.ndarray) -> None:
         """Write the log-Mel of ``clips`` (at most ``batch_size``) into ``out`` (``[len(clips), n_mels, frames]``)."""

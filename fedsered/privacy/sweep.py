@@ -7,15 +7,14 @@ selections and (``sweep.full_data``) the model trained on all real training data
 
 Each finished cell is one JSON file under ``DIR/cells/`` written atomically, so an interrupted sweep resumes
 without redoing finished cells; ``DIR/sweep.json`` records a fingerprint of everything a cell depends on (the
-config without the grid itself), and resuming under another config is refused. ``summarise`` turns the cells into
-``results.json`` / ``results.csv`` rows and the retention of non-DP UAR per ε; ``fedsered.privacy.sweep_plot`` draws
-the curve.
+config without the grid itself), and resuming under another config is refused (``fedsered.resume``). ``summarise``
+turns the cells into ``results.json`` / ``results.csv`` rows and the retention of non-DP UAR per ε;
+``fedsered.privacy.sweep_plot`` draws the curve.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import math
@@ -36,6 +35,7 @@ from fedsered.errors import ConfigError
 from fedsered.io import atomic_write_json, atomic_write_text
 from fedsered.models.build import fixed_init_state
 from fedsered.privacy.client import client_privacy
+from fedsered.resume import check_resume, config_digest
 from fedsered.seeding import int_seed
 from fedsered.training.train import evaluate, train_model
 
@@ -45,6 +45,9 @@ CSV_COLUMNS: tuple[str, ...] = (
     "method", "epsilon", "seed", "uar_fixed_init", "uar_random_init", "epsilon_accounted", "delta", "accountant",
     "noise_multiplier", "sample_rate", "steps", "max_grad_norm", "seconds",
 )  # fmt: skip
+
+_NOT_IN_FINGERPRINT = frozenset({"sweep", "output", "functionals"})
+"""Config sections a cell does not read (the grid itself, the run folder, the functionals reference)."""
 
 
 @dataclass(frozen=True)
@@ -76,9 +79,8 @@ def grid(cfg: Config) -> list[Cell]:
 
 
 def fingerprint(cfg: Config) -> str:
-    """Digest of everything a cell depends on: the config without ``sweep`` and ``output``."""
-    tree = cfg.model_dump(mode="json", exclude={"sweep", "output"})
-    return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:16]
+    """Digest of everything a cell depends on: the config without ``sweep``, ``output`` and ``functionals``."""
+    return config_digest(cfg, exclude=_NOT_IN_FINGERPRINT)
 
 
 def run_cell(cfg: Config, data: Dataset, cell: Cell, *, progress: Callable[[int, int], None] | None) -> dict[str, Any]:
@@ -126,22 +128,6 @@ def run_cell(cfg: Config, data: Dataset, cell: Cell, *, progress: Callable[[int,
     }
 
 
-def _check_resume(out_dir: Path, cfg: Config) -> None:
-    spec_path = out_dir / "sweep.json"
-    fp = fingerprint(cfg)
-    if spec_path.exists():
-        try:
-            old = json.loads(spec_path.read_text(encoding="utf-8")).get("fingerprint")
-        except (OSError, ValueError):
-            old = None
-        if old != fp:
-            raise ConfigError(
-                f"{out_dir}: holds a sweep of another configuration (fingerprint {old} != {fp}); resume only with the "
-                "same config (the sweep section may change), or choose a new --out"
-            )
-    atomic_write_json(spec_path, {"fingerprint": fp, "config": cfg.model_dump(mode="json")})
-
-
 def run_sweep(
     cfg: Config, data: Dataset, *, out_dir: str | Path, progress: StageProgress | None = None
 ) -> dict[str, Any]:
@@ -157,7 +143,9 @@ def run_sweep(
         ``summarise`` of every cell of the grid, plus ``resumed`` (cells found finished) and ``ran`` (cells run).
     """
     out_dir = Path(out_dir)
-    _check_resume(out_dir, cfg)
+    check_resume(
+        out_dir, spec_name="sweep.json", digest=fingerprint(cfg), cfg=cfg, what="sweep", may_change="the sweep section"
+    )
     if cfg.sweep.metric == "uar_random_init" and cfg.distill.eval_random_inits < 1:
         raise ConfigError("sweep.metric: uar_random_init needs distill.eval_random_inits >= 1")
     cells = grid(cfg)

@@ -1,8 +1,17 @@
-"""Supervised training of an SER model on in-memory features, deterministic under a seed, and its evaluation."""
+"""Supervised training of an SER model on in-memory features, deterministic under a seed, and its evaluation.
+
+Determinism: a model is a pure function of the data, config and seed only at a fixed torch thread count. Forward
+passes and input gradients are bit-identical at 1 and 2 threads, but the weight gradients of convolutions (oneDNN)
+and linear layers (MKL GEMM) sum over the batch in per-thread partial sums, so their last bits depend on the count
+(measured with torch 2.13 on CPU: conv weight gradients of one batch differ by up to ~1e-5 of their largest entry;
+the tiny test model's weights by 1e-8 to 1e-7 after two epochs). ``train_model`` therefore trains at
+``train.threads`` threads (default 1) whatever the caller set, and restores the caller's count afterwards.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -67,25 +76,39 @@ def train_model(
         progress: called with ``(epoch, epochs)`` after each epoch.
 
     Returns:
-        The trained model in eval mode.
+        The trained model in eval mode. It is bit-identical for the same inputs whatever thread count the caller
+        runs torch at, because training runs at ``train_cfg.threads`` (unless that is 0); the caller's count is
+        restored on return.
     """
     if len(x) == 0:
         raise ValueError("train_model: empty training set")
-    if train_cfg.threads:
-        torch.set_num_threads(train_cfg.threads)
-    gen = torch_generator(seed, "train")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen)))
-        model = build_model(model_cfg, n_classes=n_classes, init_state=init_state)
-        opt = _optimizer(model, train_cfg)
-        xt, yt = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
-        model.train()
-        for epoch in range(train_cfg.epochs):
-            train_epoch(model, opt, xt, yt, batch_size=train_cfg.batch_size, generator=gen)
-            if progress is not None:
-                progress(epoch + 1, train_cfg.epochs)
+    with _torch_threads(train_cfg.threads):
+        gen = torch_generator(seed, "train")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen)))
+            model = build_model(model_cfg, n_classes=n_classes, init_state=init_state)
+            opt = _optimizer(model, train_cfg)
+            xt, yt = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
+            model.train()
+            for epoch in range(train_cfg.epochs):
+                train_epoch(model, opt, xt, yt, batch_size=train_cfg.batch_size, generator=gen)
+                if progress is not None:
+                    progress(epoch + 1, train_cfg.epochs)
     model.eval()
     return model
+
+
+@contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """Run the block at ``threads`` torch threads (0: leave the count alone), then restore the caller's count."""
+    before = torch.get_num_threads()
+    if threads and threads != before:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 @torch.no_grad()
