@@ -449,6 +449,10 @@ class AuditConfig(_Section):
     lira_global_variance: bool = Field(True, description="one pooled variance per target (recommended for < 64 runs)")
     rmia_gamma: float = Field(1.0, gt=0.0, description="RMIA likelihood-ratio threshold gamma")
     rmia_offline_a: float = Field(0.3, ge=0.0, le=1.0, description="offline RMIA's a: P(x) = ((1+a)/2)P_OUT + (1-a)/2")
+    replay_examples: int = Field(
+        4, ge=0, le=1000, description="audited examples per run the server-knowledge attack replays (synthetic "
+        "targets; 2 client re-computations each; 0 = off)"
+    )
 
 
 class OutputConfig(_Section):

@@ -22,12 +22,25 @@ from privacy_audits.shadows import AuditPlan, ShadowOutput
 
 
 @dataclass(frozen=True)
+class ReplayScores:
+    """The server-knowledge attack's (example, run) pairs: ``score``, ``member``, ``run``, ``example`` (row of the
+    audited examples), each ``[pairs]``."""
+
+    score: np.ndarray
+    member: np.ndarray
+    run: np.ndarray
+    example: np.ndarray
+
+
+@dataclass(frozen=True)
 class TargetScores:
-    """Attack name → ``[n, runs]`` scores, and the ``[n, runs]`` membership they are judged against."""
+    """Attack name → ``[n, runs]`` scores, and the ``[n, runs]`` membership they are judged against; ``replay`` the
+    server-knowledge attack's pairs (synthetic targets), judged on its own."""
 
     scores: dict[str, np.ndarray]
     member: np.ndarray
     is_canary: np.ndarray
+    replay: ReplayScores | None = None
 
 
 def attack_scores(runs: list[ShadowOutput], plan: AuditPlan, cfg: AuditConfig) -> TargetScores:
@@ -50,7 +63,14 @@ def attack_scores(runs: list[ShadowOutput], plan: AuditPlan, cfg: AuditConfig) -
     if len(dcr_f) == len(dcr_e) == len(runs):
         scores["dcr_feature"] = col(dcr_f, axis=1)
         scores["dcr_embedding"] = col(dcr_e, axis=1)
-    return TargetScores(scores=scores, member=m, is_canary=plan.is_canary)
+    replay = None
+    done = [(o.run, o.replay_index, o.replay) for o in runs if o.replay is not None and o.replay_index is not None]
+    if done:
+        idx = np.concatenate([i for _, i, _ in done])
+        run = np.concatenate([np.full(len(i), r) for r, i, _ in done])
+        replay = ReplayScores(score=np.concatenate([s for _, _, s in done]), member=plan.member[idx, run], run=run,
+                              example=idx)  # fmt: skip
+    return TargetScores(scores=scores, member=m, is_canary=plan.is_canary, replay=replay)
 
 
 def _metrics(
@@ -71,8 +91,12 @@ def attack_metrics(ts: TargetScores, cfg: AuditConfig) -> dict[str, Any]:
     ``headline_attack``), ``epsilon_lower_bound``, and every attack's metrics on the real audited utterances
     (``attacks``) and on the canaries (``canaries``)."""
     real = ~ts.is_canary
-    tests = len(ts.scores) * (2 if ts.is_canary.any() else 1)  # every ε bound the headline maximum is taken over
+    tests = len(ts.scores) * (2 if ts.is_canary.any() else 1) + (ts.replay is not None)  # every ε bound maximised
     attacks = _metrics(ts.scores, ts.member, real, cfg, tests=tests)
+    if ts.replay is not None:
+        r = ts.replay
+        attacks["server_replay"] = summarise(r.score, r.member, fprs=cfg.fpr, delta=cfg.delta,
+                                             alpha=cfg.alpha / tests, select=r.run % 2 == 0)  # fmt: skip
     key = str(max(cfg.fpr))
     head = max(attacks, key=lambda a: (attacks[a]["tpr_at_fpr"][key], attacks[a]["auc"]))
     canaries = _metrics(ts.scores, ts.member, ts.is_canary, cfg, tests=tests) if ts.is_canary.any() else {}

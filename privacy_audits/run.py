@@ -14,7 +14,14 @@ import numpy as np
 from fedsered.config import Config
 from fedsered.data.dataset import Dataset
 from fedsered.io import atomic_write_bytes, atomic_write_json
-from privacy_audits.evaluate import TargetScores, attack_metrics, attack_scores, roc_points, target_metrics
+from privacy_audits.evaluate import (
+    ReplayScores,
+    TargetScores,
+    attack_metrics,
+    attack_scores,
+    roc_points,
+    target_metrics,
+)
 from privacy_audits.metrics import privacy_gain
 from privacy_audits.report import THREAT_MODEL, render, roc_figure, tradeoff_figure
 from privacy_audits.shadows import Progress, make_plan, run_shadows
@@ -38,6 +45,9 @@ def save_scores(path: Path, ts: TargetScores, *, headline: str, example_id: np.n
     for name, s in ts.scores.items():
         arrays[f"score_{name}"] = s[real].ravel()
         arrays[f"canary_score_{name}"] = s[can].ravel()
+    if ts.replay is not None:  # the server-knowledge attack's own (example, run) pairs
+        r = ts.replay
+        arrays |= {"replay_score": r.score, "replay_member": r.member, "replay_run": r.run, "replay_example": r.example}
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
     atomic_write_bytes(path, buf.getvalue())
@@ -137,8 +147,12 @@ def load_scores(path: Path) -> TargetScores:
             for n in names
         }
         n_can = len(z["canary_member"]) // n_runs
+        replay = None
+        if "replay_score" in z.files:
+            replay = ReplayScores(score=z["replay_score"], member=z["replay_member"], run=z["replay_run"],
+                                  example=z["replay_example"])  # fmt: skip
     is_canary = np.arange(len(member)) >= len(member) - n_can
-    return TargetScores(scores=scores, member=member, is_canary=is_canary)
+    return TargetScores(scores=scores, member=member, is_canary=is_canary, replay=replay)
 
 
 def rescore(out_dir: Path, cfg: Config) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +23,16 @@ from fedsered.config import Config
 from fedsered.data.dataset import Dataset
 from fedsered.data.types import FeatureSet
 from fedsered.errors import ConfigError
+from fedsered.federation.client import LocalClient, run_task
+from fedsered.federation.protocol import Task
+from fedsered.models import fixed_init_state
 from fedsered.seeding import int_seed, rng
 from privacy_audits.attacks.dcr import dcr_scores
+from privacy_audits.attacks.replay import replay_score
 from privacy_audits.canaries import make_canaries, repeat
 from privacy_audits.membership import balanced_membership
 from privacy_audits.signals import embeddings, model_signals
-from privacy_audits.targets import parse_target, run_target
+from privacy_audits.targets import TargetSpec, parse_target, run_target, target_config
 
 Progress = Callable[[str, int, int], None]
 
@@ -137,6 +141,9 @@ class ShadowOutput:
         uar: the run's UAR on the test speakers.
         bytes_up_total: bytes uploaded by all clients.
         epsilon_accounted: the largest accounted ε of the run's clients, or ``None``.
+        replay_index: rows of ``AuditPlan.audited`` the server-knowledge attack scored in this run (synthetic
+            targets with ``audit.replay_examples``), else ``None``.
+        replay: their server-knowledge scores (``privacy_audits.attacks.replay``).
         cpu_s: CPU seconds of the process while running it.
         wall_s: wall seconds.
     """
@@ -151,6 +158,8 @@ class ShadowOutput:
     uar: float
     bytes_up_total: int
     epsilon_accounted: float | None
+    replay_index: np.ndarray | None
+    replay: np.ndarray | None
     cpu_s: float
     wall_s: float
 
@@ -161,10 +170,14 @@ def run_shadow(cfg: Config, data: Dataset, plan: AuditPlan, *, target: str, run:
     spec = parse_target(target)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one run = one core, in-process as in a Ray task (Ray sets the same)
+    seed = int_seed(cfg.seed, f"audit/{target}/run/{run}")
     try:
-        res = run_target(
-            cfg, data, spec=spec, clients=run_clients(plan, run), seed=int_seed(cfg.seed, f"audit/{target}/run/{run}")
-        )
+        res = run_target(cfg, data, spec=spec, clients=run_clients(plan, run), seed=seed)
+        replay_index = replay = None
+        if spec.pipeline == "synthetic" and cfg.federation.mode == "one_shot" and cfg.audit.replay_examples:
+            replay_index = replay_choice(plan, cfg.audit.replay_examples)
+            replay = server_replay(cfg, data, plan, spec=spec, run=run, seed=seed, rows=replay_index,
+                                   observed=res.client_sets)  # fmt: skip
     finally:
         torch.set_num_threads(threads)
     sig, sig_pop = model_signals(res.model, plan.audited.x, plan.audited.y), model_signals(
@@ -177,8 +190,38 @@ def run_shadow(cfg: Config, data: Dataset, plan: AuditPlan, *, target: str, run:
     return ShadowOutput(
         target=target, run=run, log_p=sig["log_p"], phi=sig["phi"], log_p_pop=sig_pop["log_p"], dcr_feature=dcr_f,
         dcr_embedding=dcr_e, uar=res.uar, bytes_up_total=res.bytes_up_total, epsilon_accounted=res.epsilon_accounted,
-        cpu_s=time.process_time() - cpu0, wall_s=time.perf_counter() - wall0,
+        replay_index=replay_index, replay=replay, cpu_s=time.process_time() - cpu0, wall_s=time.perf_counter() - wall0,
     )  # fmt: skip
+
+
+def replay_choice(plan: AuditPlan, k: int) -> np.ndarray:
+    """The real audited examples the server-knowledge attack replays: the first ``k`` of the first client."""
+    first = plan.owner[0]
+    return np.flatnonzero((plan.owner == first) & ~plan.is_canary)[:k]
+
+
+def server_replay(
+    cfg: Config, data: Dataset, plan: AuditPlan, *, spec: TargetSpec, run: int, seed: int, rows: np.ndarray,
+    observed: dict[str, np.ndarray],
+) -> np.ndarray:
+    """The server-knowledge attack on run ``run``: for each audited row, the owner's computation replayed by the
+    server (the task it sent: run seed, θ₀, config) on the client's data with the row IN and with it OUT — every other
+    record as it was (the adversary of DP's definition) — scored against the set the client uploaded."""
+    run_cfg = target_config(cfg, spec)
+    theta0 = {k: v.numpy() for k, v in fixed_init_state(run_cfg.model, n_classes=data.n_classes).items()}
+    task = Task(pipeline="synthetic", kind="share", round=1, seed=seed, state=theta0, cfg=run_cfg)
+    scores = []
+    for i in rows:
+        cid = str(plan.owner[i])
+        replays = []
+        for member in (True, False):
+            m = plan.member.copy()
+            m[i, run] = member
+            mine = run_clients(replace(plan, member=m), run)[cid]
+            reply = run_task(task, LocalClient(cid, mine, data.n_classes, None, run_cfg.privacy))
+            replays.append(np.asarray(reply.arrays["x"]) if reply.error is None else np.empty(0))
+        scores.append(replay_score(observed[cid], replays[0], replays[1]))
+    return np.asarray(scores, dtype=np.float64)
 
 
 def _shadow_task(cfg: Config, data: Dataset, plan: AuditPlan, target: str, run: int) -> ShadowOutput:

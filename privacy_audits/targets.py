@@ -2,7 +2,8 @@
 
 Names: ``raw_sharing``, ``random_subset``, ``pooled``, ``fedavg``, ``dp_fedavg`` (at ``privacy.target_epsilon``),
 ``dp_fedavg_eps<E>``, ``synthetic_<method>`` (e.g. ``synthetic_dm``) and ``synthetic_<method>_dp_eps<E>`` (DP
-synthetic sharing at per-release ε = E). A run executes
+synthetic sharing at per-release ε = E; ``..._dp_eps<E>_reproducible`` derives the DP noise from the run seed, the
+insecure mode the server-knowledge attack breaks). A run executes
 ``fedsered.federation.run_pipeline`` — the one federation loop that ``fedsered simulate`` runs over Flower, here
 over the in-process transport — so the audit measures exactly the federated pipelines (ledgers included).
 """
@@ -25,7 +26,7 @@ from fedsered.federation.records import ClientRecord
 
 _PLAIN: tuple[FederatedPipeline, ...] = tuple(p for p in PIPELINES if p != "synthetic")
 _EPS = r"(?P<eps>[0-9]+(?:\.[0-9]+)?)"
-_SYNTHETIC = re.compile(rf"^synthetic_(?P<method>[a-z]+)(?:_dp_eps{_EPS})?$")
+_SYNTHETIC = re.compile(rf"^synthetic_(?P<method>[a-z]+)(?:_dp_eps{_EPS}(?P<repro>_reproducible)?)?$")
 _DP_FEDAVG = re.compile(rf"^dp_fedavg_eps{_EPS}$")
 
 
@@ -44,6 +45,7 @@ class TargetSpec:
     pipeline: FederatedPipeline
     method: str | None = None
     dp_epsilon: float | None = None
+    reproducible_noise: bool = False
 
     @property
     def is_dp(self) -> bool:
@@ -60,10 +62,11 @@ def parse_target(name: str) -> TargetSpec:
     match = _SYNTHETIC.match(name)
     if match and match["method"] in METHODS:
         eps = _positive(name, match["eps"]) if match["eps"] else None
-        return TargetSpec(name=name, pipeline="synthetic", method=match["method"], dp_epsilon=eps)
+        return TargetSpec(name=name, pipeline="synthetic", method=match["method"], dp_epsilon=eps,
+                          reproducible_noise=bool(match["repro"]))  # fmt: skip
     raise ConfigError(
         f"audit.pipelines: unknown target {name!r}; expected one of {', '.join(_PLAIN)}, synthetic_<method> or "
-        f"synthetic_<method>_dp_eps<E> with method in {', '.join(METHODS)}, or dp_fedavg_eps<E>"
+        f"synthetic_<method>_dp_eps<E>[_reproducible] with method in {', '.join(METHODS)}, or dp_fedavg_eps<E>"
     )
 
 
@@ -85,6 +88,7 @@ def target_config(cfg: Config, spec: TargetSpec) -> Config:
         priv["enabled"] = spec.is_dp
         if spec.dp_epsilon is not None:
             priv["target_epsilon"] = spec.dp_epsilon
+        priv["reproducible_noise"] = spec.reproducible_noise
     update["privacy"] = cfg.privacy.model_copy(update=priv)
     return cfg.model_copy(update=update)
 
@@ -99,6 +103,7 @@ class TargetRun:
         uar: the global model's UAR on the held-out test speakers.
         bytes_up_total: bytes all clients uploaded.
         epsilon_accounted: the largest ε any client's releases were accounted at (``None`` without DP).
+        client_sets: client id → the features of the set it uploaded (what the server received; share pipelines).
     """
 
     model: nn.Module
@@ -106,6 +111,7 @@ class TargetRun:
     uar: float
     bytes_up_total: int
     epsilon_accounted: float | None
+    client_sets: dict[str, np.ndarray]
 
 
 def _accounted_epsilon(records: list[ClientRecord]) -> float | None:
@@ -138,4 +144,5 @@ def run_target(
         uar=res.uar,
         bytes_up_total=res.bytes_up_total,
         epsilon_accounted=_accounted_epsilon(res.clients),
+        client_sets={cid: s.x for cid, s in res.sets.items()},
     )
