@@ -236,3 +236,21 @@ def test_rescore_from_saved_scores_reproduces_results(audit_run: Path, tmp_path:
     for name, r in before.items():
         for key in ("auc", "tpr_at_fpr", "epsilon_lower_bound", "headline_attack", "attacks", "canaries"):
             assert after[name][key] == r[key], (name, key)
+
+
+def test_server_knowledge_attack_breaks_replayable_sets_only(tiny_data: tuple[Config, Dataset], tmp_path: Path) -> None:
+    """The server replays the client's computation with each audited example IN and OUT: without DP, or with DP noise
+    derived from the run seed, one replay is the uploaded set bit for bit (members found exactly); with the client's
+    secret noise it falls to chance."""
+    cfg, data = tiny_data
+    cfg = cfg.model_copy(update={"audit": cfg.audit.model_copy(update={"shadows": 8, "replay_examples": 4}),
+                                 "distill": cfg.distill.model_copy(update={"dm_iterations": 10})})  # fmt: skip
+    plan = make_plan(cfg, data)
+    targets = ["synthetic_dm", "synthetic_dm_dp_eps2_reproducible", "synthetic_dm_dp_eps2"]
+    runs = run_shadows(cfg, data, plan, targets=targets, workers=0, out_dir=tmp_path)
+    replay = {t: target_metrics(attack_scores(runs[t], plan, cfg.audit), runs[t], cfg.audit)["attacks"]["server_replay"]
+              for t in targets}  # fmt: skip
+    assert replay["synthetic_dm"]["auc"] == 1.0 and replay["synthetic_dm"]["tpr_at_fpr"]["0.01"] == 1.0
+    assert replay["synthetic_dm_dp_eps2_reproducible"]["auc"] == 1.0
+    assert abs(replay["synthetic_dm_dp_eps2"]["auc"] - 0.5) < 0.3, replay["synthetic_dm_dp_eps2"]
+    assert replay["synthetic_dm_dp_eps2"]["tpr_at_fpr"]["0.01"] < 0.5
