@@ -288,7 +288,7 @@ def cmd_audit(args: argparse.Namespace, cfg: Config) -> int:
 
 def cmd_sweep(args: argparse.Namespace, cfg: Config) -> int:
     from fedsered.data.dataset import build_dataset
-    from fedsered.privacy.sweep import run_sweep, write_outputs
+    from fedsered.experiments.sweep import run_sweep, write_outputs
 
     out = _out_dir(args, cfg)
     with _progress() as progress:

@@ -14,8 +14,8 @@ from test_distill_cli import tiny as distill_tiny
 
 from fedsered.cli import main
 from fedsered.config import load_config
+from fedsered.experiments.sweep import grid
 from fedsered.privacy.accountant import RDP_ALPHAS
-from fedsered.privacy.sweep import grid
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = str(ROOT / "configs" / "default.yaml")

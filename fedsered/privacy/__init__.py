@@ -4,10 +4,10 @@
 - ``accountant``: ``epsilon_of`` / ``calibrate_noise`` / ``privacy_object`` through Opacus' RDP or PRV accountant.
 - ``ledger``: ``PrivacyLedger`` — a client's releases in one atomically written JSON file, budget enforced.
 - ``client``: ``client_privacy`` — the ``privacy`` section resolved for one client (overrides, default δ, checks).
+- ``policy``: ``effective_privacy`` — a client's own policy, which a server's request can only tighten.
 - ``mechanism``: ``DPSpec`` and ``calibrate`` — a mechanism's (q, steps) and the client's ε turned into σ, once.
 - ``gaussian``, ``psg``, ``embeddings``: the sampled Gaussian mechanism's parts (Poisson sampling, clipping, noisy
   per-class sums) for gm and dm; ``dpsgd``: DP-SGD through Opacus' ``PrivacyEngine`` (mtt experts, DP-FedAvg).
-- ``sweep``, ``sweep_plot``: the privacy–utility sweep (``fedsered sweep``).
 """
 
 from fedsered.privacy.accountant import calibrate_noise, epsilon_of, privacy_object, releases_of

@@ -11,7 +11,7 @@ from fedsered.io import atomic_write_bytes
 
 
 def plot_privacy_utility(summary: dict[str, Any], *, path: str | Path) -> Path:
-    """Draw ``summary["curves"]`` (``fedsered.privacy.sweep.summarise``) to ``path`` (PNG, written atomically)."""
+    """Draw ``summary["curves"]`` (``fedsered.experiments.sweep.summarise``) to ``path`` (PNG, written atomically)."""
     import matplotlib
 
     matplotlib.use("Agg")

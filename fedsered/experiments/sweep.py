@@ -9,7 +9,7 @@ Each finished cell is one JSON file under ``DIR/cells/`` written atomically, so 
 without redoing finished cells; ``DIR/sweep.json`` records a fingerprint of everything a cell depends on (the
 config without the grid itself), and resuming under another config is refused (``fedsered.resume``). ``summarise``
 turns the cells into ``results.json`` / ``results.csv`` rows and the retention of non-DP UAR per ε;
-``fedsered.privacy.sweep_plot`` draws the curve.
+``fedsered.experiments.sweep_plot`` draws the curve.
 """
 
 from __future__ import annotations
@@ -230,7 +230,7 @@ def to_csv(records: list[dict[str, Any]]) -> str:
 
 def write_outputs(summary: dict[str, Any], *, out_dir: str | Path) -> None:
     """``results.csv`` (atomically) and the figure ``figures/privacy_utility.png``; ``results.json`` is the CLI's."""
-    from fedsered.privacy.sweep_plot import plot_privacy_utility
+    from fedsered.experiments.sweep_plot import plot_privacy_utility
 
     out_dir = Path(out_dir)
     atomic_write_text(out_dir / "results.csv", to_csv(summary["cells"]))
