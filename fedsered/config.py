@@ -401,6 +401,10 @@ class FederationConfig(_Section):
     dp_lr: float = Field(
         0.05, gt=0.0, le=10.0, description="SGD step of dp_fedavg's local DP-SGD (target epsilon over all rounds)"
     )
+    ledger_dir: str | None = Field(
+        None, description="simulate: the virtual clients' ledger folder to continue (their budgets carry over); "
+        "null = a fresh counterfactual federation in <out>/clients"
+    )
     # -- robustness of a round
     min_fraction: float = Field(
         0.75, gt=0.0, le=1.0, description="a round proceeds when at least this fraction of the clients replied"

@@ -126,13 +126,17 @@ def simulate(
         verbose: Flower's debug logging.
 
     Returns:
-        Runtime facts: ``wall_seconds``, ``ray_tmpdir``, ``leftover_pids`` (Ray processes that had to be stopped).
+        Runtime facts: ``wall_seconds``, ``ray_tmpdir``, ``leftover_pids`` (Ray processes that had to be stopped),
+        ``ledger_dir`` and ``fresh_ledgers`` (whether this run started a new counterfactual federation).
     """
     from simulations.client_app import app as default_client
     from simulations.server_app import app as default_server
 
     out.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(out / "clients", ignore_errors=True)  # a run is a fresh federation: its clients' ledgers start empty
+    fresh = cfg.federation.ledger_dir is None
+    ledger_dir = (out / "clients") if fresh else Path(str(cfg.federation.ledger_dir))
+    if fresh:  # a fresh counterfactual federation: its clients' ledgers start empty
+        shutil.rmtree(out / "clients", ignore_errors=True)
     context = Context(
         run_id=0, node_id=0, node_config={}, state=RecordDict(),
         run_config={"config-path": str(config_path), "out-dir": str(out)},
@@ -143,9 +147,8 @@ def simulate(
     flwr_logger.propagate = False  # Flower has its own console handler; the root logger would print it twice
     start = time.perf_counter()
     # the virtual clients' own ledger folders and privacy policy reach them outside the server's messages
-    policy = atomic_write_text(out / "clients" / "policy.yaml",
-                               yaml.safe_dump({"privacy": cfg.privacy.model_dump(mode="json")}))  # fmt: skip
-    own = {"FEDSERED_LEDGER_DIR": str((out / "clients").resolve()), "FEDSERED_POLICY_FILE": str(policy.resolve())}
+    policy = atomic_write_text(out / "policy.yaml", yaml.safe_dump({"privacy": cfg.privacy.model_dump(mode="json")}))
+    own = {"FEDSERED_LEDGER_DIR": str(ledger_dir.resolve()), "FEDSERED_POLICY_FILE": str(policy.resolve())}
     with ray_environment(out, own) as tmp:
         try:
             _run_simulation(
@@ -161,4 +164,5 @@ def simulate(
         finally:
             flwr_logger.propagate = propagate
             leftovers = stop_leftovers(before)
-    return {"wall_seconds": time.perf_counter() - start, "ray_tmpdir": str(tmp), "leftover_pids": leftovers}
+    return {"wall_seconds": time.perf_counter() - start, "ray_tmpdir": str(tmp), "leftover_pids": leftovers,
+            "ledger_dir": str(ledger_dir), "fresh_ledgers": fresh}  # fmt: skip
