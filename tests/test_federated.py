@@ -229,6 +229,12 @@ def test_over_budget_round_is_refused_before_any_work(tiny: tuple[Config, Datase
     one = dp.model_copy(update={"federation": dp.federation.model_copy(update={"mode": "one_shot"})})
     with pytest.raises(QuorumError, match="round 1: only 0 of 2"):
         run_pipeline(one, data, pipeline="synthetic", seed=4, ledger_root=tmp_path / "ledgers")
+    # DP-FedAvg: its rounds spend the budget exactly; a second federation of the same clients is refused at once
+    run_pipeline(dp, data, pipeline="dp_fedavg", seed=3, ledger_root=tmp_path / "ledgers")
+    with pytest.raises(QuorumError, match=r"round 1: only 0 of 2.*refused \(PrivacyBudgetError"):
+        run_pipeline(dp, data, pipeline="dp_fedavg", seed=4, ledger_root=tmp_path / "ledgers")
+    ledger = json.loads((tmp_path / "ledgers" / "client-0" / "dp_fedavg.json").read_text())
+    assert len(ledger["releases"]) == dp.federation.fedavg_rounds
 
 
 def test_server_side_redistillation_to_a_target_size(tiny: tuple[Config, Dataset]) -> None:
