@@ -18,7 +18,11 @@ THREAT_MODEL = (
     "(synthetic, selected or raw examples, or model updates for FedAvg) and the global model trained on them. It "
     "wants to know whether a given utterance was in a client's private data. It knows the data distribution: it "
     "holds utterances of population speakers who are in no audited run, and can re-run the whole pipeline "
-    "(distillation included) on data of its choice (shadow runs), as in LiRA and RMIA."
+    "(distillation included) on data of its choice (shadow runs), as in LiRA and RMIA. As the server it also knows "
+    "the run seed, the fixed initialisation and the config it sent, and replays a client's own computation with an "
+    "utterance IN and OUT (server_replay). DP is audited under the adjacency it is accounted for: add or remove one "
+    "utterance of one client. Targets named _reproducible derive the DP noise from the run seed: their epsilon does "
+    "NOT hold against the server; every other DP target draws its noise from the client's secret randomness."
 )
 
 

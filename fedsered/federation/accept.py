@@ -22,6 +22,7 @@ from fedsered.errors import PayloadError
 from fedsered.federation.payload import decode_set
 from fedsered.federation.protocol import Reply
 from fedsered.privacy.accountant import privacy_object, releases_of
+from fedsered.privacy.mechanism import reproducible_note
 
 
 def reply_metric(metrics: Mapping[str, Any], key: str) -> float | None:
@@ -58,7 +59,9 @@ def release_privacy(obj: Any, *, source: str) -> dict[str, Any] | None:
         raise PayloadError(f"{source}: privacy.delta must be a number in (0, 1), got {str(delta)[:40]!r}")
     if accountant not in ("rdp", "prv"):
         raise PayloadError(f"{source}: privacy.accountant must be rdp or prv, got {str(accountant)[:40]!r}")
-    return privacy_object(releases_of(obj, source=f"{source}: privacy"), delta=float(delta), accountant=accountant)
+    out = privacy_object(releases_of(obj, source=f"{source}: privacy"), delta=float(delta), accountant=accountant)
+    out.update(reproducible_note(obj.get("reproducible_noise") is True))  # the client's word that it is weaker
+    return out
 
 
 def compose_privacy(previous: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -66,7 +69,9 @@ def compose_privacy(previous: dict[str, Any] | None, new: dict[str, Any] | None)
     if new is None:
         return previous
     releases = (releases_of(previous) if previous is not None else []) + releases_of(new)
-    return privacy_object(releases, delta=float(new["delta"]), accountant=str(new["accountant"]))
+    out = privacy_object(releases, delta=float(new["delta"]), accountant=str(new["accountant"]))
+    out.update(reproducible_note(any(p is not None and p.get("reproducible_noise") is True for p in (previous, new))))
+    return out
 
 
 def accept_set(
