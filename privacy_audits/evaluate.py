@@ -131,6 +131,9 @@ def target_metrics(ts: TargetScores, runs: list[ShadowOutput], cfg: AuditConfig)
 
 def roc_points(ts: TargetScores, attack: str) -> tuple[np.ndarray, np.ndarray]:
     """FPR and TPR of ``attack`` on the real audited utterances (for the ROC figure)."""
+    if attack == "server_replay" and ts.replay is not None:
+        c = roc(ts.replay.score, ts.replay.member)
+        return c.fpr, c.tpr
     real = ~ts.is_canary
     c = roc(ts.scores[attack][real].ravel(), ts.member[real].ravel())
     return c.fpr, c.tpr

@@ -29,19 +29,30 @@ from privacy_audits.targets import parse_target
 
 
 def save_scores(path: Path, ts: TargetScores, *, headline: str, example_id: np.ndarray) -> None:
-    """``DIR/scores/<pipeline>.npz``: ``score`` (headline attack) and ``member`` over the real audited (utterance,
-    run) pairs, ``score_<attack>`` for every attack, and the same for canaries (``canary_member``,
-    ``canary_score_<attack>``), with ``example_id`` and ``run`` of each pair. Flattened row-major from [n, runs]."""
+    """``DIR/scores/<pipeline>.npz``: ``score``, ``member``, ``example_id`` and ``run`` of the headline attack's
+    (utterance, run) pairs; ``score_<attack>`` for every model/shared-set attack over all real audited pairs
+    (``matrix_member``, ``matrix_example_id``, ``matrix_run``) and the same for canaries (``canary_member``,
+    ``canary_score_<attack>``); the server-knowledge attack's own pairs as ``replay_*``. Flattened row-major from
+    [n, runs]."""
     real, can = ~ts.is_canary, ts.is_canary
     n_runs = ts.member.shape[1]
+    matrix = {
+        "matrix_member": ts.member[real].ravel(),
+        "matrix_example_id": np.repeat(example_id[real], n_runs).astype(str),
+        "matrix_run": np.tile(np.arange(n_runs), int(real.sum())),
+    }
+    if headline in ts.scores:
+        head = {"score": ts.scores[headline][real].ravel(), "member": matrix["matrix_member"],
+                "example_id": matrix["matrix_example_id"], "run": matrix["matrix_run"]}  # fmt: skip
+    else:  # the server-knowledge attack leads
+        assert ts.replay is not None
+        r = ts.replay
+        head = {"score": r.score, "member": r.member, "example_id": example_id[r.example].astype(str), "run": r.run}
     arrays: dict[str, np.ndarray] = {
-        "score": ts.scores[headline][real].ravel(),
-        "member": ts.member[real].ravel(),
-        "example_id": np.repeat(example_id[real], n_runs).astype(str),
-        "run": np.tile(np.arange(n_runs), int(real.sum())),
+        **head, **matrix,
         "canary_member": ts.member[can].ravel(),
         "canary_example_id": np.repeat(example_id[can], n_runs).astype(str),
-    }
+    }  # fmt: skip
     for name, s in ts.scores.items():
         arrays[f"score_{name}"] = s[real].ravel()
         arrays[f"canary_score_{name}"] = s[can].ravel()
@@ -139,8 +150,9 @@ def finish(
 def load_scores(path: Path) -> TargetScores:
     """The ``TargetScores`` saved by ``save_scores`` (real audited examples first, then canaries)."""
     with np.load(path) as z:
-        n_runs = int(z["run"].max()) + 1 if len(z["run"]) else 1
-        member = np.concatenate([z["member"].reshape(-1, n_runs), z["canary_member"].reshape(-1, n_runs)])
+        key = "matrix_" if "matrix_member" in z.files else ""  # files from before the replay attack: no prefix
+        n_runs = int(z[f"{key}run"].max()) + 1 if len(z[f"{key}run"]) else 1
+        member = np.concatenate([z[f"{key}member"].reshape(-1, n_runs), z["canary_member"].reshape(-1, n_runs)])
         names = [k.removeprefix("score_") for k in z.files if k.startswith("score_")]
         scores = {
             n: np.concatenate([z[f"score_{n}"].reshape(-1, n_runs), z[f"canary_score_{n}"].reshape(-1, n_runs)])

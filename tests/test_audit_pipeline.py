@@ -23,9 +23,9 @@ from fedsered.cli import main
 from fedsered.config import Config, load_config
 from fedsered.data.dataset import Dataset, build_dataset
 from fedsered.errors import ConfigError
-from privacy_audits.evaluate import attack_scores, target_metrics
+from privacy_audits.evaluate import attack_metrics, attack_scores, roc_points, target_metrics
 from privacy_audits.metrics import roc, tpr_at_fpr
-from privacy_audits.run import rescore
+from privacy_audits.run import load_scores, rescore, save_scores
 from privacy_audits.shadows import make_plan, run_clients, run_shadows
 from privacy_audits.targets import parse_target
 
@@ -97,7 +97,7 @@ def test_dp_lower_bound_never_exceeds_accounted_epsilon(audit_run: Path) -> None
 def test_exact_copy_in_raw_shared_set_found_at_tpr1_fpr0(audit_run: Path) -> None:
     """Raw sharing ships the records themselves: DCR finds every member with no false positive."""
     with np.load(audit_run / "scores" / "raw_sharing.npz") as z:
-        curve = roc(z["score_dcr_feature"], z["member"])
+        curve = roc(z["score_dcr_feature"], z["matrix_member"])
     assert tpr_at_fpr(curve, 0.0) == 1.0
     res = json.loads((audit_run / "results.json").read_text(encoding="utf-8"))
     assert res["pipelines"]["raw_sharing"]["tpr_at_fpr"]["0.001"] == 1.0
@@ -254,3 +254,11 @@ def test_server_knowledge_attack_breaks_replayable_sets_only(tiny_data: tuple[Co
     assert replay["synthetic_dm_dp_eps2_reproducible"]["auc"] == 1.0
     assert abs(replay["synthetic_dm_dp_eps2"]["auc"] - 0.5) < 0.3, replay["synthetic_dm_dp_eps2"]
     assert replay["synthetic_dm_dp_eps2"]["tpr_at_fpr"]["0.01"] < 0.5
+    # the replay attack leads the non-DP target; its pairs survive a save and a rescore
+    ts = attack_scores(runs["synthetic_dm"], plan, cfg.audit)
+    metrics = attack_metrics(ts, cfg.audit)
+    assert metrics["headline_attack"] == "server_replay"
+    save_scores(tmp_path / "s.npz", ts, headline="server_replay", example_id=plan.audited.utterance_id)
+    assert attack_metrics(load_scores(tmp_path / "s.npz"), cfg.audit) == metrics
+    fpr, tpr = roc_points(ts, "server_replay")
+    assert tpr[fpr <= 0.0].max() == 1.0
