@@ -2,7 +2,9 @@
 
 Every subcommand takes ``CONFIG``, repeatable ``--set a.b=value`` overrides (values parsed as YAML) and ``--out DIR``;
 it writes ``DIR/config.yaml`` (resolved) and ``DIR/results.json`` atomically. A ``FedseredError`` becomes one line on
-stderr and exit code 2; anything else is a bug and keeps its traceback.
+stderr and exit code 2; anything else is a bug and keeps its traceback. ``train``, ``distill`` and ``simulate`` also
+take ``--seeds`` (``fedsered.experiments.seeds``): one resumable run per seed under ``DIR/seeds/``, a summary table
+over the seeds, and ``DIR/results.csv``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +28,7 @@ from fedsered.errors import ConfigError, FedseredError
 from fedsered.io import atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
+    from fedsered.experiments.seeds import SeedJob, SeedStore
     from fedsered.federation.results import ComparisonResult
 
 out_console = Console()
@@ -119,46 +123,75 @@ def _train_line(record: dict[str, Any], resumed: bool) -> str:
     )
 
 
-def _train_table(summary: dict[str, Any]) -> Table:
+def _est(obj: dict[str, Any] | None, *, signed: bool = False) -> str:
+    """An ``Estimate.to_json()`` as ``mean ± half width`` (``-`` for none)."""
     from fedsered.stats import Estimate
 
-    def est(obj: dict[str, Any], *, signed: bool = False) -> str:
-        return Estimate(obj["mean"], obj["lo"], obj["hi"], obj["n"], obj["level"]).fmt(signed=signed)
+    if obj is None:
+        return "-"
+    return Estimate(obj["mean"], obj["lo"], obj["hi"], obj["n"], obj["level"]).fmt(signed=signed)
 
-    seeds = summary["seeds"]
+
+def _seeds_table(what: str, seeds: list[int], columns: tuple[str, ...], *, paired: str = "Δ paired by seed") -> Table:
+    """A summary table over seeds: the first column left-aligned, the others right; the caption says what it is."""
     table = Table(
-        title=f"centralised models, {len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))})",
-        caption="mean ± 95 % CI over seeds (Student t); Δ paired by seed",
+        title=f"{what}, {len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))})",
+        caption=f"mean ± 95 % CI over seeds (Student t); {paired}",
     )
-    for col in ("model", "UAR", "WA"):
-        table.add_column(col, justify="left" if col == "model" else "right")
-    for method, entry in summary["models"].items():
-        label = f"{entry['name']} (CNN)" if method == "cnn" else f"{entry['name']} (logreg)"
-        table.add_row(label, est(entry["uar"]), est(entry["wa"]))
-    table.add_section()
-    for pair, diff in summary["paired"].items():
-        a, b = pair.split(" - ")
-        table.add_row(f"Δ {a} − {b}", est(diff["uar"], signed=True), est(diff["wa"], signed=True))
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="right" if i else "left")
     return table
 
 
-def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
-    from fedsered.experiments.train import parse_seeds, results_json, run_seeds, to_csv
+def _train_table(summary: dict[str, Any]) -> Table:
+    table = _seeds_table("centralised models", summary["seeds"], ("model", "UAR", "WA"))
+    for method, entry in summary["models"].items():
+        label = f"{entry['name']} (CNN)" if method == "cnn" else f"{entry['name']} (logreg)"
+        table.add_row(label, _est(entry["uar"]), _est(entry["wa"]))
+    table.add_section()
+    for pair, diff in summary["paired"].items():
+        a, b = pair.split(" - ")
+        table.add_row(f"Δ {a} − {b}", _est(diff["uar"], signed=True), _est(diff["wa"], signed=True))
+    return table
+
+
+def _seeded(
+    args: argparse.Namespace,
+    cfg: Config,
+    *,
+    store: SeedStore,
+    job: SeedJob,
+    line: Callable[[dict[str, Any], bool], str],
+    table: Callable[[dict[str, Any]], Table],
+    outputs: Callable[[dict[str, Any]], tuple[dict[str, Any], str]],
+) -> int:
+    """A command over ``--seeds`` (default: the config's seed): run or resume each seed, print one line per seed
+    and the summary table, write ``results.csv``, ``results.json`` and ``config.yaml``."""
+    from fedsered.experiments.seeds import parse_seeds, run_seeds
 
     seeds = parse_seeds(args.seeds) if args.seeds is not None else (cfg.seed,)
     out = _out_dir(args, cfg)
 
     def on_seed(record: dict[str, Any], resumed: bool) -> None:
-        out_console.print(_train_line(record, resumed), markup=False, highlight=False, soft_wrap=True)
+        out_console.print(line(record, resumed), markup=False, highlight=False, soft_wrap=True)
 
     with _progress() as progress:
-        run = run_seeds(cfg, seeds, out_dir=out, progress=progress, on_seed=on_seed)
-    results = results_json(run)
-    out_console.print(_train_table(results["summary"]))
+        run = run_seeds(cfg, seeds, store=store, job=job, out_dir=out, progress=progress, on_seed=on_seed)
+    results, csv_text = outputs(run)
+    out_console.print(table(results["summary"]))
     out_console.print(f"seeds: {run['ran']} run, {run['resumed']} resumed")
-    atomic_write_text(out / "results.csv", to_csv(run["records"]))
+    atomic_write_text(out / "results.csv", csv_text)
     _write_run(out, cfg, results)
     return 0
+
+
+def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
+    from fedsered.experiments.train import STORE, results_json, to_csv, train_seed
+
+    return _seeded(
+        args, cfg, store=STORE, job=train_seed, line=_train_line, table=_train_table,
+        outputs=lambda run: (results_json(run), to_csv(run["records"])),
+    )  # fmt: skip
 
 
 def _fmt_uar(value: float | None, std: float | None = None) -> str:
@@ -167,16 +200,44 @@ def _fmt_uar(value: float | None, std: float | None = None) -> str:
     return f"{value:.3f}" if std is None else f"{value:.3f} ± {std:.3f}"
 
 
-def cmd_distill(args: argparse.Namespace, cfg: Config) -> int:
-    from fedsered.data.dataset import build_dataset
-    from fedsered.distill import load_set
-    from fedsered.distill.figures import plot_mean_logmel
-    from fedsered.experiments.distill import run_distill
+def _distill_line(record: dict[str, Any], resumed: bool) -> str:
+    sets = "; ".join(
+        f"ipc {ipc}: " + ", ".join(f"{m} {row['uar_fixed_init']:.3f}" for m, row in rows.items())
+        for ipc, rows in record["by_ipc"].items()
+    )
+    seconds = sum(row["seconds"] for rows in record["by_ipc"].values() for row in rows.values())
+    how = "resumed" if resumed else f"distilled in {seconds:.1f} s"
+    return f"seed {record['seed']}: UAR θ₀ full data {record['full_data_uar']:.3f}; {sets}  ({how})"
 
+
+def _distill_seeds_table(summary: dict[str, Any]) -> Table:
+    columns = ("method", "ipc", "UAR θ₀", "UAR random init", "Δ − random", "Δ − full data", "seeds")
+    table = _seeds_table("distillation on the training split (θ₀ fixed)", summary["seeds"], columns)
+    for ipc, entries in summary["by_ipc"].items():
+        for method, e in entries.items():
+            table.add_row(
+                method, ipc, _est(e["uar_fixed_init"]), _est(e["uar_random_init"]),
+                "" if e["minus_random"] is None else _est(e["minus_random"]["uar_fixed_init"], signed=True),
+                _est(e["minus_full_data"]["uar_fixed_init"], signed=True), str(e["uar_fixed_init"]["n"]),
+            )  # fmt: skip
+    table.add_section()
+    full = summary["full_data"]["uar_fixed_init"]
+    table.add_row("full data", "all", _est(full), "", "", "", str(full["n"]))
+    return table
+
+
+def cmd_distill(args: argparse.Namespace, cfg: Config) -> int:
+    from fedsered.experiments import distill
+    from fedsered.experiments import seeds as multi
+
+    if args.seeds is not None:
+        return _seeded(
+            args, cfg, store=distill.STORE, job=distill.distill_seed, line=_distill_line, table=_distill_seeds_table,
+            outputs=partial(multi.outputs, rows=distill.rows, summarise=distill.summarise, columns=distill.CSV_COLUMNS),
+        )  # fmt: skip
     out = _out_dir(args, cfg)
     with _progress() as progress:
-        data = build_dataset(cfg, progress=progress)
-        result = run_distill(cfg, data, out_dir=out, progress=progress)
+        result = distill.distill_run(cfg, out_dir=out, progress=progress)
     table = Table(title=f"distillation on {result['n_train']} training utterances ({cfg.model.name}, θ₀ fixed)")
     for col in ("method", "ipc", "UAR θ₀", f"UAR random init (K={cfg.distill.eval_random_inits})", "seconds"):
         table.add_column(col, justify="left" if col == "method" else "right")
@@ -190,12 +251,6 @@ def cmd_distill(args: argparse.Namespace, cfg: Config) -> int:
     table.add_row("full data", f"all ({result['n_train']})", _fmt_uar(result["full_data_uar"]), "", "")
     out_console.print(table)
     out_console.print(f"full-data UAR (θ₀, {cfg.train.epochs} epochs): {result['full_data_uar']:.3f}")
-    for rows in result["by_ipc"].values():
-        for method, row in rows.items():
-            s = load_set(out / row["set"], n_classes=data.n_classes, expected_shape=data.input_shape)
-            figure = out / "figures" / f"mean_logmel_{method}_ipc{row['ipc']}.png"
-            plot_mean_logmel(data.train, s, emotions=data.emotions, path=figure)
-    result["data"] = {"summary": data.summary}
     _write_run(out, cfg, result)
     return 0
 
@@ -220,25 +275,57 @@ def _simulate_tables(result: ComparisonResult) -> tuple[Table, Table]:
     return clients, pipes
 
 
+def _simulate_line(record: dict[str, Any], resumed: bool) -> str:
+    from fedsered.experiments.simulate import pipelines
+
+    uars = "; ".join(
+        f"{'synthetic sharing' if name == 'synthetic' else name} {p.uar:.3f}" for name, p in pipelines(record).items()
+    )
+    how = "resumed" if resumed else f"{record['runtime']['wall_seconds']:.1f} s"
+    return f"seed {record['seed']}: global UAR {uars}  ({how})"
+
+
+def _simulate_seeds_table(summary: dict[str, Any]) -> Table:
+    columns = ("pipeline", "UAR", "WA", "Δ UAR", "Δ WA", "bytes uploaded (mean)", "seeds")
+    table = _seeds_table(
+        "global model on held-out test speakers", summary["seeds"], columns,
+        paired="Δ = synthetic sharing − pipeline, paired by seed",
+    )  # fmt: skip
+    for name, e in summary["pipelines"].items():
+        diff = summary["paired"].get(f"synthetic - {name}")
+        table.add_row(
+            "synthetic sharing" if name == "synthetic" else name, _est(e["uar"]), _est(e["wa"]),
+            "" if diff is None else _est(diff["uar"], signed=True),
+            "" if diff is None else _est(diff["wa"], signed=True),
+            f"{e['bytes_up_total']['mean']:,.0f}", str(e["uar"]["n"]),
+        )  # fmt: skip
+    return table
+
+
 def cmd_simulate(args: argparse.Namespace, cfg: Config) -> int:
-    import json
-
+    from fedsered.experiments import seeds as multi
+    from fedsered.experiments import simulate
     from fedsered.federation.results import ComparisonResult
-    from simulations.runner import simulate
 
-    out = _out_dir(args, cfg)
     refused = [p for p in ("synthetic", *cfg.federation.baselines) if p != "pooled" and p not in cfg.privacy.share]
     if refused:  # in simulation the YAML is the clients' own policy: say so before starting Ray
         raise ConfigError(
             f"federation.baselines / privacy.share: the simulated clients' policy does not allow {', '.join(refused)}; "
             "add them to privacy.share (each client would refuse them)"
         )
-    (out / "results.json").unlink(missing_ok=True)
-    atomic_write_text(out / "config.yaml", cfg.to_yaml())
-    runtime = simulate(cfg, config_path=out / "config.yaml", out=out)
+    if args.seeds is not None:
+        return _seeded(
+            args, cfg, store=simulate.STORE, job=simulate.simulate_seed, line=_simulate_line,
+            table=_simulate_seeds_table,
+            outputs=partial(
+                multi.outputs, rows=simulate.rows, summarise=simulate.summarise, columns=simulate.CSV_COLUMNS
+            ),
+        )  # fmt: skip
+    out = _out_dir(args, cfg)
     # the ServerApp ran in Flower's runtime (another thread here, another process under a SuperLink): its result
     # reaches the CLI through results.json, read back as the typed result
-    result = ComparisonResult.from_json(json.loads((out / "results.json").read_text(encoding="utf-8")))
+    results = simulate.simulate_run(cfg, out)
+    result, runtime = ComparisonResult.from_json(results), results["runtime"]
     clients, pipes = _simulate_tables(result)
     out_console.print(clients)
     out_console.print(pipes)
@@ -253,7 +340,7 @@ def cmd_simulate(args: argparse.Namespace, cfg: Config) -> int:
             + ("" if cmp["fedavg_reached"] else " (it never got there in federation.fedavg_rounds)")
         )
     out_console.print(f"global UAR {result.main.uar:.3f}; wall {runtime['wall_seconds']:.1f} s")
-    _write_run(out, cfg, {**result.to_json(), "runtime": runtime})
+    _write_run(out, cfg, results)
     return 0
 
 
@@ -308,6 +395,9 @@ def cmd_sweep(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+SEEDED = ("train", "distill", "simulate")
+"""The commands that take ``--seeds``."""
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, Config], int], str]] = {
     "validate": (cmd_validate, "check a config and print it resolved (defaults filled in)"),
     "data": (cmd_data, "build/cache the corpus and features; print the corpus and client summary"),
@@ -328,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, value parsed as YAML (repeatable)")  # fmt: skip
         p.add_argument("--out", metavar="DIR", help="run folder (default: output.dir of the config)")
-        if name == "train":
+        if name in SEEDED:
             p.add_argument("--seeds", metavar="SEEDS", help="seeds to run and compare, e.g. 0-4 or 0,2,5 "
                            "(default: the config's seed); finished seeds in --out are reused")  # fmt: skip
     return parser

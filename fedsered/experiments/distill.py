@@ -4,7 +4,15 @@ One table of the paper: for each method of ``distill.methods`` and each size of 
 split (all training speakers, no federation) is distilled once, the set is saved under ``<out>/sets/``, and fresh
 models trained only on it are scored on the held-out test speakers — from θ₀ (the initialisation the set was distilled
 for) and from ``distill.eval_random_inits`` random initialisations. The reference row, ``full_data_uar``, trains on the
-whole real training split from the same θ₀.
+whole real training split from the same θ₀. ``distill_run`` is the whole single-seed command (dataset, sets, scores,
+the mean log-Mel figures).
+
+Over ``--seeds`` (``fedsered.experiments.seeds``) each seed's run folder is ``DIR/seeds/<seed>/``, resumable
+(``DIR/distill.json`` holds the digest of the config without ``seed``, ``output``, ``features.cache_dir`` and the
+sections ``fedsered distill`` never reads: ``functionals``, ``sweep``, ``federation``, ``audit``). ``summarise``
+gives per IPC and method the mean ± 95 % CI of ``uar_fixed_init`` (and of ``uar_random_init``), and its paired
+difference to the ``random`` selection at the same IPC (when ``random`` is among the methods) and to the
+full-data model, seed by seed.
 """
 
 from __future__ import annotations
@@ -15,18 +23,40 @@ from pathlib import Path
 from typing import Any
 
 from fedsered.config import Config
-from fedsered.data.dataset import Dataset
+from fedsered.data.dataset import Dataset, build_dataset
 from fedsered.distill.api import distil
 from fedsered.distill.dp import sample_rate_and_steps
 from fedsered.distill.evaluate import eval_train_config, evaluate_set
-from fedsered.distill.synthetic_set import save_set
+from fedsered.distill.synthetic_set import load_set, save_set
+from fedsered.experiments.seeds import SeedStore, estimates, paired
+from fedsered.io import atomic_write_text
 from fedsered.models.build import fixed_init_state
 from fedsered.privacy.accountant import privacy_object, releases_of
 from fedsered.privacy.client import client_privacy
 from fedsered.seeding import int_seed
+from fedsered.stats import mean_ci
 from fedsered.training.train import evaluate, train_model
 
 StageProgress = Callable[[str, int, int], None]
+
+FULL_DATA = "full_data"
+"""The method name of the full-data reference in multi-seed rows."""
+
+REFERENCE = "random"
+"""The selection every other method is compared with at the same IPC, when it is among the methods."""
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "seed", "method", "ipc", "uar_fixed_init", "uar_random_init", "uar_random_init_std", "seconds",
+)  # fmt: skip
+
+STORE = SeedStore(
+    spec_name="distill.json", what="multi-seed distillation", required=("fingerprint", "by_ipc", "full_data_uar"),
+    exclude={
+        "seed": True, "output": True, "functionals": True, "sweep": True, "federation": True, "audit": True,
+        "features": {"cache_dir"},
+    },
+)  # fmt: skip
+"""``DIR/seeds/<seed>/`` (a ``fedsered distill`` run folder each); the digest's exclusions (module docstring)."""
 
 
 def set_stem(method: str, ipc: int) -> str:
@@ -144,3 +174,77 @@ def run_distill(
         releases = [r for rows in by_ipc.values() for row in rows.values() for r in releases_of(row["privacy"])]
         result["privacy"] = privacy_object(releases, delta=privacy.delta, accountant=privacy.accountant)
     return result
+
+
+def distill_run(cfg: Config, *, out_dir: str | Path, progress: StageProgress | None = None) -> dict[str, Any]:
+    """``fedsered distill`` on one seed: build the dataset, ``run_distill``, draw each set's mean log-Mel figure.
+
+    Args:
+        cfg: the whole config.
+        out_dir: the run folder (``sets/``, ``figures/mean_logmel_<method>_ipc<ipc>.png``).
+        progress: optional ``(stage, done, total)`` callback.
+
+    Returns:
+        ``run_distill``'s result with ``data`` (``{"summary": corpus summary}``) added.
+    """
+    from fedsered.distill.figures import plot_mean_logmel  # matplotlib only where figures are drawn
+
+    out_dir = Path(out_dir)
+    data = build_dataset(cfg, progress=progress)
+    result = run_distill(cfg, data, out_dir=out_dir, progress=progress)
+    for rows in result["by_ipc"].values():
+        for method, row in rows.items():
+            s = load_set(out_dir / row["set"], n_classes=data.n_classes, expected_shape=data.input_shape)
+            figure = out_dir / "figures" / f"mean_logmel_{method}_ipc{row['ipc']}.png"
+            plot_mean_logmel(data.train, s, emotions=data.emotions, path=figure)
+    result["data"] = {"summary": data.summary}
+    return result
+
+
+def distill_seed(cfg: Config, out_dir: Path, progress: StageProgress | None) -> dict[str, Any]:
+    """The job of one seed (``seeds.SeedJob``): its resolved ``config.yaml``, then ``distill_run``."""
+    atomic_write_text(out_dir / "config.yaml", cfg.to_yaml())
+    return distill_run(cfg, out_dir=out_dir, progress=progress)
+
+
+def rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per seed and set (``CSV_COLUMNS``, IPCs then methods in config order), then the seed's full-data
+    row (``method`` ``"full_data"``, ``ipc`` ``None``, only ``uar_fixed_init``)."""
+    out: list[dict[str, Any]] = []
+    for r in records:
+        for by_method in r["by_ipc"].values():
+            for method, row in by_method.items():
+                out.append({"seed": r["seed"], "method": method, **{k: row.get(k) for k in CSV_COLUMNS[2:]}})
+        out.append({"seed": r["seed"], "method": FULL_DATA, "ipc": None, "uar_fixed_init": r["full_data_uar"]})
+    return out
+
+
+def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean ± 95 % CI per IPC and method over the seeds, and paired differences to ``random`` and to full data.
+
+    Args:
+        records: the seed records (``distill_run`` results), one per seed, all of one configuration.
+
+    Returns:
+        ``seeds``; ``full_data`` (``{"uar_fixed_init": Estimate}``); ``by_ipc`` (``{"<ipc>": {METHOD: ENTRY}}``,
+        config order) where ``ENTRY`` holds ``uar_fixed_init`` (an ``Estimate.to_json()``), ``uar_random_init``
+        (one, or ``None`` without random-init evaluation), ``per_seed`` (``{"uar_fixed_init": [value per seed]}``),
+        ``minus_full_data`` (``seeds.paired``: this set minus the full-data model, seed by seed) and
+        ``minus_random`` (this set minus ``random`` at the same IPC; ``None`` for ``random`` itself or when
+        ``random`` is not among the methods).
+    """
+    key = "uar_fixed_init"
+    full = {key: [float(r["full_data_uar"]) for r in records]}
+    by_ipc: dict[str, dict[str, Any]] = {}
+    for ipc, by_method in records[0]["by_ipc"].items():
+        values = {m: {key: [float(r["by_ipc"][ipc][m][key]) for r in records]} for m in by_method}
+        by_ipc[ipc] = {}
+        for method, v in values.items():
+            randoms = [r["by_ipc"][ipc][method]["uar_random_init"] for r in records]
+            ref = values.get(REFERENCE) if method != REFERENCE else None
+            by_ipc[ipc][method] = {
+                **estimates(v), "uar_random_init": None if None in randoms else mean_ci(randoms).to_json(),
+                "per_seed": v, "minus_full_data": paired(v, full),
+                "minus_random": None if ref is None else paired(v, ref),
+            }  # fmt: skip
+    return {"seeds": [r["seed"] for r in records], "full_data": estimates(full), "by_ipc": by_ipc}

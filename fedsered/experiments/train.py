@@ -7,32 +7,25 @@ models (``fedsered.centralised``) are fitted on its training speakers and scored
 functionals with its CI (``fedsered.stats``): same seed, same split, so the split's large seed-to-seed spread
 cancels in the difference.
 
-A seed is the unit of resumption (DESIGN.md). Each finished seed is written atomically to ``DIR/seeds/<seed>.json``
-and reused when the command runs again; ``DIR/train.json`` records the config digest (``fedsered.resume``), and a
-folder of another configuration is refused. The digest leaves out what a seed's result does not depend on: the
-``seed`` itself (the list of seeds may grow), ``output``, ``features.cache_dir`` and the sections ``fedsered
-train`` never reads (``distill``, ``privacy``, ``sweep``, ``federation``, ``audit``).
+A seed is the unit of resumption (DESIGN.md; the loop is ``fedsered.experiments.seeds``). Each finished seed is
+written atomically to ``DIR/seeds/<seed>.json`` and reused when the command runs again; ``DIR/train.json`` records
+the config digest (``fedsered.resume``), and a folder of another configuration is refused. The digest leaves out
+what a seed's result does not depend on: the ``seed`` itself (the list of seeds may grow), ``output``,
+``features.cache_dir`` and the sections ``fedsered train`` never reads (``distill``, ``privacy``, ``sweep``,
+``federation``, ``audit``).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from fedsered.centralised import run_centralised, run_functionals_baseline
-from fedsered.config import Config, config_from_dict
+from fedsered.config import Config
 from fedsered.data.dataset import build_dataset
-from fedsered.errors import ConfigError
-from fedsered.io import atomic_write_json
-from fedsered.resume import check_resume, config_digest
-from fedsered.stats import mean_ci, paired_difference
-
-StageProgress = Callable[[str, int, int], None]
-SeedDone = Callable[[dict[str, Any], bool], None]
+from fedsered.experiments import seeds as multi
+from fedsered.experiments.seeds import SeedStore, StageProgress, estimates, paired
+from fedsered.experiments.seeds import parse_seeds as parse_seeds  # re-exported: ``--seeds`` predates seeds.py
 
 METHODS: tuple[str, ...] = ("cnn", "functionals")
 """The models of every seed, in table order."""
@@ -43,66 +36,24 @@ METRICS: tuple[str, ...] = ("uar", "wa")
 PAIRED: tuple[str, str] = ("cnn", "functionals")
 """The paired comparison reported: first minus second."""
 
-MAX_SEEDS = 10_000
-"""Most seeds one ``--seeds`` may list (guards against a typo such as ``0-40000000``)."""
-
 SPEC_FILE = "train.json"
 """The run folder's record of the config digest."""
 
 CSV_COLUMNS: tuple[str, ...] = ("seed", "method", "model", "uar", "wa", "n_train", "n_test", "seconds")
 
-_NOT_IN_FINGERPRINT: dict[str, Any] = {
-    "seed": True, "output": True, "distill": True, "privacy": True, "sweep": True, "federation": True,
-    "audit": True, "features": {"cache_dir"},
-}  # fmt: skip
-
-
-def parse_seeds(spec: str) -> tuple[int, ...]:
-    """The seeds of a ``--seeds`` value: comma-separated seeds and inclusive ascending ranges.
-
-    Examples: ``"0-4"`` → (0, 1, 2, 3, 4); ``"0,2,5"`` → (0, 2, 5); ``"0-2,7"`` → (0, 1, 2, 7).
-
-    Args:
-        spec: the text given to ``--seeds``.
-
-    Returns:
-        The seeds in the order given.
-
-    Raises:
-        ConfigError: one line naming the value and what is expected (not an integer, a negative seed, a
-            descending range, a repeated seed, or more than ``MAX_SEEDS``).
-    """
-    expected = "expected seeds and ranges such as 0-4 or 0,2,5"
-    seeds: list[int] = []
-    items = [item.strip() for item in spec.split(",")]
-    if not spec.strip() or any(not item for item in items):
-        raise ConfigError(f"--seeds {spec!r}: empty item; {expected}")
-    for item in items:
-        lo_text, sep, hi_text = item.partition("-")
-        try:
-            lo = int(lo_text)
-            hi = int(hi_text) if sep else lo
-        except ValueError:
-            raise ConfigError(f"--seeds {spec!r}: {item!r} is not a seed or a range; {expected}") from None
-        if hi < lo:
-            raise ConfigError(f"--seeds {spec!r}: range {item!r} is descending; write it as {hi}-{lo}")
-        if len(seeds) + hi - lo + 1 > MAX_SEEDS:
-            raise ConfigError(f"--seeds {spec!r}: more than {MAX_SEEDS} seeds")
-        seeds.extend(range(lo, hi + 1))
-    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
-    if repeated:
-        raise ConfigError(f"--seeds {spec!r}: seed {repeated[0]} is listed twice")
-    return tuple(seeds)
-
-
-def config_for_seed(cfg: Config, seed: int) -> Config:
-    """``cfg`` with ``seed`` replaced, validated (an out-of-range seed raises one ``ConfigError`` line)."""
-    return config_from_dict({**cfg.model_dump(mode="json"), "seed": seed}, source=f"--seeds (seed {seed})")
+STORE = SeedStore(
+    spec_name=SPEC_FILE, what="multi-seed training", required=METHODS, folder_per_seed=False,
+    exclude={
+        "seed": True, "output": True, "distill": True, "privacy": True, "sweep": True, "federation": True,
+        "audit": True, "features": {"cache_dir"},
+    },
+)  # fmt: skip
+"""``DIR/seeds/<seed>.json``; the digest leaves out what a seed does not depend on (module docstring)."""
 
 
 def fingerprint(cfg: Config) -> str:
     """Digest of everything one seed's result depends on (module docstring)."""
-    return config_digest(cfg, exclude=_NOT_IN_FINGERPRINT)
+    return STORE.fingerprint(cfg)
 
 
 def run_seed(cfg: Config, *, progress: StageProgress | None = None) -> dict[str, Any]:
@@ -125,74 +76,9 @@ def run_seed(cfg: Config, *, progress: StageProgress | None = None) -> dict[str,
     }  # fmt: skip
 
 
-def _load_record(path: Path, digest: str) -> dict[str, Any] | None:
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None  # cannot happen with atomic writes; a hand-edited file is recomputed
-    if not isinstance(record, dict) or any(m not in record for m in METHODS):
-        return None
-    if record.get("fingerprint") != digest:
-        raise ConfigError(
-            f"{path}: holds a seed of another configuration (fingerprint {record.get('fingerprint')} != {digest}); "
-            "delete it or choose a new --out"
-        )
-    return record
-
-
-def run_seeds(
-    cfg: Config,
-    seeds: tuple[int, ...],
-    *,
-    out_dir: str | Path,
-    progress: StageProgress | None = None,
-    on_seed: SeedDone | None = None,
-) -> dict[str, Any]:
-    """Run (or resume) every seed into ``out_dir``.
-
-    Args:
-        cfg: the whole config (its own ``seed`` is replaced by each of ``seeds``).
-        seeds: the seeds, in order (non-empty, distinct).
-        out_dir: the run folder (``train.json``, ``seeds/<seed>.json``).
-        progress: optional ``(stage, done, total)`` callback; stage ``"seeds"`` counts seeds, the others are a
-            seed's own stages prefixed with ``"seed <s> "``.
-        on_seed: called with ``(record, resumed)`` as each seed is finished or found finished.
-
-    Returns:
-        ``seeds``, ``records`` (one seed record per seed, in order), ``ran`` and ``resumed`` (counts).
-
-    Raises:
-        ConfigError: no seeds, repeated seeds, an invalid seed, or ``out_dir`` holds another configuration.
-    """
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"seeds must be non-empty and distinct, got {list(seeds)}")
-    per_seed = [config_for_seed(cfg, s) for s in seeds]  # every seed validated before any work
-    digest = fingerprint(cfg)
-    out_dir = Path(out_dir)
-    check_resume(
-        out_dir, spec_name=SPEC_FILE, digest=digest, cfg=cfg, what="multi-seed training", may_change="seed and --seeds"
-    )
-    records: list[dict[str, Any]] = []
-    ran = resumed = 0
-    for i, seed_cfg in enumerate(per_seed):
-        if progress is not None:
-            progress("seeds", i, len(per_seed))
-        path = out_dir / "seeds" / f"{seed_cfg.seed}.json"
-        record = _load_record(path, digest) if path.exists() else None
-        was_resumed = record is not None
-        if record is None:
-            cb = (lambda st, d, t, _s=seed_cfg.seed: progress(f"seed {_s} {st}", d, t)) if progress else None
-            record = run_seed(seed_cfg, progress=cb)
-            atomic_write_json(path, record)
-            ran += 1
-        else:
-            resumed += 1
-        records.append(record)
-        if on_seed is not None:
-            on_seed(record, was_resumed)
-    if progress is not None:
-        progress("seeds", len(per_seed), len(per_seed))
-    return {"seeds": list(seeds), "records": records, "ran": ran, "resumed": resumed}
+def train_seed(cfg: Config, out_dir: Path, progress: StageProgress | None) -> dict[str, Any]:
+    """The job of one seed (``seeds.SeedJob``): ``run_seed`` (it writes nothing itself; the record is the file)."""
+    return run_seed(cfg, progress=progress)
 
 
 def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -206,23 +92,12 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
         (``{method: {metric: [value per seed]}}``) and ``paired``
         (``{"cnn - functionals": {metric: Estimate.to_json(), "per_seed": {metric: [difference per seed]}}}``).
     """
-    models: dict[str, Any] = {}
-    for method in METHODS:
-        entry: dict[str, Any] = {"name": records[0][method]["model"]["name"]}
-        for metric in METRICS:
-            entry[metric] = mean_ci([float(r[method][metric]) for r in records]).to_json()
-        models[method] = entry
-    a, b = PAIRED
-    paired: dict[str, Any] = {"per_seed": {}}
-    for metric in METRICS:
-        va = [float(r[a][metric]) for r in records]
-        vb = [float(r[b][metric]) for r in records]
-        paired[metric] = paired_difference(va, vb).to_json()
-        paired["per_seed"][metric] = [x - y for x, y in zip(va, vb, strict=True)]
     per_seed = {m: {k: [float(r[m][k]) for r in records] for k in METRICS} for m in METHODS}
+    models = {m: {"name": records[0][m]["model"]["name"], **estimates(per_seed[m])} for m in METHODS}
+    a, b = PAIRED
     return {
         "seeds": [r["seed"] for r in records], "models": models, "per_seed": per_seed,
-        "paired": {f"{a} - {b}": paired},
+        "paired": {f"{a} - {b}": paired(per_seed[a], per_seed[b])},
     }  # fmt: skip
 
 
@@ -241,19 +116,14 @@ def rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def to_csv(records: list[dict[str, Any]]) -> str:
     """``results.csv``: one row per seed and model (``CSV_COLUMNS``)."""
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), lineterminator="\n", extrasaction="ignore")
-    w.writeheader()
-    for row in rows(records):
-        w.writerow({**row, "seconds": round(float(row["seconds"]), 3)})
-    return buf.getvalue()
+    return multi.to_csv(rows(records), CSV_COLUMNS)
 
 
 def results_json(run: dict[str, Any]) -> dict[str, Any]:
     """``results.json`` of ``fedsered train``.
 
     Args:
-        run: what ``run_seeds`` returned.
+        run: what ``seeds.run_seeds`` returned with ``STORE`` and ``train_seed``.
 
     Returns:
         ``seeds``, ``rows`` (per seed and model), ``summary`` (``summarise``), ``ran`` and ``resumed``. With a
@@ -264,8 +134,5 @@ def results_json(run: dict[str, Any]) -> dict[str, Any]:
     doc: dict[str, Any] = {}
     if len(records) == 1:
         doc.update({**records[0]["cnn"], "data": records[0]["data"]})
-    doc.update({
-        "seeds": run["seeds"], "rows": rows(records), "summary": summarise(records), "ran": run["ran"],
-        "resumed": run["resumed"],
-    })  # fmt: skip
+    doc.update(multi.results_json(run, rows(records), summarise(records)))
     return doc

@@ -1,0 +1,110 @@
+"""The federated comparison (``fedsered simulate``): one Flower/Ray simulation, and the same over seeds.
+
+``simulate_run`` is the single-seed command: the resolved config written where the ServerApp reads it, one
+simulation of synthetic sharing and every ``federation.baselines`` pipeline (``simulations.runner.simulate``), and
+the ServerApp's ``results.json`` read back as the typed ``ComparisonResult`` (the server ran in Flower's runtime).
+
+Over ``--seeds`` (``fedsered.experiments.seeds``) the simulations run one after another, each in its own run folder
+``DIR/seeds/<seed>/`` (``config.yaml``, ``results.json``, ``clients/``, ``shared/``, ...), resumable:
+``DIR/simulate.json`` holds the digest of the config without ``seed``, ``output``, ``features.cache_dir``, the Ray
+resources (``federation.cpus_per_client``, ``ray_num_cpus``, ``object_store_mb``, ``ray_address``) and the
+sections a simulation never reads (``functionals``, ``sweep``, ``audit``). ``summarise`` gives per pipeline the mean
+± 95 % CI of the global model's UAR and WA and of the bytes uploaded, and the paired difference synthetic sharing −
+each baseline, seed by seed (same seed ⇒ same speakers, split, partitions and θ₀).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fedsered.config import Config
+from fedsered.experiments.seeds import SeedStore, StageProgress, estimates, paired
+from fedsered.federation.results import ComparisonResult
+from fedsered.io import atomic_write_text
+
+MAIN = "synthetic"
+"""The pipeline every baseline is compared with."""
+
+METRICS: tuple[str, ...] = ("uar", "wa")
+"""The global model's metrics summarised and paired over seeds."""
+
+CSV_COLUMNS: tuple[str, ...] = ("seed", "pipeline", "uar", "wa", "bytes_up_total", "rounds", "seconds")
+
+STORE = SeedStore(
+    spec_name="simulate.json", what="multi-seed simulation", required=("fingerprint", "global_uar", "baselines"),
+    exclude={
+        "seed": True, "output": True, "functionals": True, "sweep": True, "audit": True, "features": {"cache_dir"},
+        "federation": {"cpus_per_client", "ray_num_cpus", "object_store_mb", "ray_address"},
+    },
+)  # fmt: skip
+"""``DIR/seeds/<seed>/`` (a ``fedsered simulate`` run folder each); the digest's exclusions (module docstring)."""
+
+
+def simulate_run(cfg: Config, out: Path) -> dict[str, Any]:
+    """One simulation into the run folder ``out``; its ``results.json`` contract with ``runtime`` added.
+
+    An earlier ``out/results.json`` is removed first (a failed run leaves none); ``out/config.yaml`` is the resolved
+    ``cfg``, which the ServerApp reads.
+
+    Returns:
+        ``ComparisonResult.to_json()`` of the ServerApp's result, plus ``runtime`` (``simulate``'s facts).
+    """
+    from simulations.runner import simulate  # Flower and Ray only where a simulation runs
+
+    (out / "results.json").unlink(missing_ok=True)
+    atomic_write_text(out / "config.yaml", cfg.to_yaml())
+    runtime = simulate(cfg, config_path=out / "config.yaml", out=out)
+    result = ComparisonResult.from_json(json.loads((out / "results.json").read_text(encoding="utf-8")))
+    return {**result.to_json(), "runtime": runtime}
+
+
+def simulate_seed(cfg: Config, out_dir: Path, progress: StageProgress | None) -> dict[str, Any]:
+    """The job of one seed (``seeds.SeedJob``): ``simulate_run`` in the seed's folder (Flower reports no progress)."""
+    return simulate_run(cfg, out_dir)
+
+
+def pipelines(record: dict[str, Any]) -> dict[str, Any]:
+    """``{pipeline: PipelineResult}`` of a seed record: synthetic sharing first, then the baselines in order."""
+    result = ComparisonResult.from_json(record)
+    return {MAIN: result.main, **result.baselines}
+
+
+def rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per seed and pipeline (``CSV_COLUMNS``): the global model's UAR and WA, bytes uploaded, rounds."""
+    out = []
+    for r in records:
+        for name, p in pipelines(r).items():
+            out.append({
+                "seed": r["seed"], "pipeline": name, "uar": p.uar, "wa": p.wa, "bytes_up_total": p.bytes_up_total,
+                "rounds": len(p.rounds), "seconds": p.seconds,
+            })  # fmt: skip
+    return out
+
+
+def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean ± 95 % CI per pipeline over the seeds, and the paired difference synthetic sharing − each baseline.
+
+    Args:
+        records: the seed records (``simulate_run`` results), one per seed, all of one configuration.
+
+    Returns:
+        ``seeds``; ``pipelines`` (``{pipeline: {"uar", "wa", "bytes_up_total": Estimate.to_json()}}``, synthetic
+        first); ``per_seed`` (``{pipeline: {metric: [value per seed]}}``) and ``paired``
+        (``{"synthetic - <baseline>": seeds.paired(...)}`` of UAR and WA).
+    """
+    runs = [pipelines(r) for r in records]
+    per_seed: dict[str, dict[str, list[float]]] = {
+        name: {
+            "uar": [run[name].uar for run in runs], "wa": [run[name].wa for run in runs],
+            "bytes_up_total": [float(run[name].bytes_up_total) for run in runs],
+        }
+        for name in runs[0]
+    }  # fmt: skip
+    metrics = {name: {m: v[m] for m in METRICS} for name, v in per_seed.items()}
+    return {
+        "seeds": [r["seed"] for r in records], "pipelines": {name: estimates(v) for name, v in per_seed.items()},
+        "per_seed": per_seed,
+        "paired": {f"{MAIN} - {name}": paired(metrics[MAIN], metrics[name]) for name in per_seed if name != MAIN},
+    }  # fmt: skip
