@@ -170,6 +170,9 @@ def epsilon_lower_bound(
     # infinite at any threshold with no false positive, however few members it catches
     bounded = epsilon_bounds(fp, fn, n_out=curve.n_out, n_in=curve.n_in, delta=delta, alpha=alpha)
     thr = float(curve.thresholds[int(np.argmax(bounded))])
+    below = s_a[s_a < thr]
+    if np.isfinite(thr) and below.size:  # the middle of the gap to the next score down, not its edge (same counts
+        thr = float((thr + below.max()) / 2)  # on the selection half; a margin for the certifying half)
     k_fp, k_fn = _counts_at(curve, thr, s_b, m_b)
     n_out, n_in = int((~m_b).sum()), int(m_b.sum())
     fpr_u = float(clopper_pearson_upper(k_fp, n_out, alpha=alpha))
