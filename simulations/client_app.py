@@ -9,7 +9,11 @@ Handlers, one per message type, each a thin adapter (Message → ``Task`` → ``
 The client's privacy policy and ledgers are its own: the policy from its node config ``policy-file`` (else
 ``$FEDSERED_POLICY_FILE``, which ``fedsered simulate`` writes from the run's YAML for its virtual clients), the
 ledgers under ``node_config["ledger-dir"]`` (else ``$FEDSERED_LEDGER_DIR``, else ``./fedsered-ledgers``); nothing
-the server sends chooses either, and a task can only tighten the policy (``fedsered.privacy.policy``). Its data: with
+the server sends chooses either, and a task can only tighten the policy (``fedsered.privacy.policy``).
+SIMULATION ONLY, last: a virtual node of Flower's Simulation Runtime (a Ray actor, as under ``flwr run .`` against a
+local simulation connection, whose long-lived SuperLink hands its virtual clients its own start-up environment, not
+the caller's) also reads ``ledger-dir`` / ``policy-file`` from the run config — the experimenter's, who plays every
+client there. A deployed SuperNode never does: its run config comes from whoever submits the run. Its data: with
 ``data-dir`` in its node config (a real device), its own recordings only (``fedsered.data.local.node_data``); in
 simulation, its partition of the corpus built from the run config (``build_dataset``), kept per process.
 """
@@ -17,6 +21,7 @@ simulation, its partition of the corpus built from the run config (``build_datas
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -49,18 +54,35 @@ def partition_of(context: Context) -> int:
     return value
 
 
+def virtual_node() -> bool:
+    """Whether this ClientApp runs as a virtual node of Flower's Simulation Runtime, i.e. inside a Ray actor. A
+    deployed SuperNode runs its ClientApps in processes without Ray (``ray`` is not imported here to find out)."""
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None
+
+
+def own_setting(context: Context, key: str, env: str) -> str | None:
+    """A client-side setting: the node config's ``key``, else ``$env``, else — SIMULATION ONLY — the run config's
+    ``key`` (``flwr run . <local simulation> --run-config "... ledger-dir='...' policy-file='...'"``)."""
+    value = context.node_config.get(key) or os.environ.get(env)
+    if not value and virtual_node():
+        value = context.run_config.get(key)
+    return str(value) if value else None
+
+
 def ledger_root(context: Context) -> Path:
     """The folder of this client's ledgers: its node config, else the simulation's, else the working folder's."""
-    configured = context.node_config.get("ledger-dir") or os.environ.get("FEDSERED_LEDGER_DIR")
-    return Path(str(configured)) if configured else Path("fedsered-ledgers")
+    configured = own_setting(context, "ledger-dir", "FEDSERED_LEDGER_DIR")
+    return Path(configured) if configured else Path("fedsered-ledgers")
 
 
 def policy_of(context: Context) -> PrivacyConfig:
     """This client's own privacy policy: the ``privacy`` section of the YAML file named by its node config
     ``policy-file`` (a SuperNode), else ``$FEDSERED_POLICY_FILE`` (what ``fedsered simulate`` writes for its virtual
-    clients from the run's YAML), else the defaults (synthetic sets only). Never anything the server sends."""
-    path = context.node_config.get("policy-file") or os.environ.get("FEDSERED_POLICY_FILE")
-    return load_config(str(path)).privacy if path else PrivacyConfig()
+    clients from the run's YAML), else — a virtual node only — the run config's ``policy-file``, else the defaults
+    (synthetic sets only). Never anything the server sends."""
+    path = own_setting(context, "policy-file", "FEDSERED_POLICY_FILE")
+    return load_config(path).privacy if path else PrivacyConfig()
 
 
 def query_partition(msg: Message, context: Context) -> Message:
