@@ -78,10 +78,11 @@ def test_results_contract(audit_run: Path) -> None:
     assert res["privacy_gain"]["raw_sharing"] == 0.0
     for name in res["pipelines"]:
         with np.load(audit_run / "scores" / f"{name}.npz") as z:
-            score, member = z["score"], z["member"]
-            assert score.shape == member.shape == (18 * 4,)
+            member = z["matrix_member"]  # every (audited utterance, run) pair; each utterance IN in half the runs
+            assert member.shape == z["score_loss"].shape == (18 * 4,)
             assert member.dtype == bool and member.sum() == 18 * 2
-            assert "score_loss" in z.files and "canary_score_lira_online" in z.files
+            assert "canary_score_lira_online" in z.files
+            assert z["score"].shape == z["member"].shape  # the headline attack's own pairs
 
 
 def test_dp_lower_bound_never_exceeds_accounted_epsilon(audit_run: Path) -> None:

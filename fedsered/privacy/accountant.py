@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from opacus.accountants import create_accountant
-from opacus.accountants.utils import get_noise_multiplier
+from opacus.accountants.utils import MAX_SIGMA, get_noise_multiplier
 
 from fedsered.errors import PrivacyBudgetError
 from fedsered.privacy.release import PrivacyRelease
@@ -92,7 +92,19 @@ def calibrate_noise(*, target_epsilon: float, delta: float, sample_rate: float, 
     _kwargs(accountant)
     if not target_epsilon > 0:
         raise PrivacyBudgetError(f"privacy.target_epsilon: must be > 0, got {target_epsilon}")
+    if target_epsilon < TINY_EPSILON:
+        floor = _epsilon(((MAX_SIGMA, float(sample_rate), int(steps)),), float(delta), accountant)
+        if floor > target_epsilon:
+            raise PrivacyBudgetError(
+                f"cannot reach epsilon={target_epsilon:g} at delta={delta:g} with {steps} steps at sample rate "
+                f"{sample_rate:g} ({accountant}): even sigma={MAX_SIGMA:g} gives epsilon {floor:.3g}"
+            )
     return _noise_multiplier(float(target_epsilon), float(delta), float(sample_rate), int(steps), accountant)
+
+
+TINY_EPSILON = 0.05
+"""Below this target, ``calibrate_noise`` first checks that the largest σ Opacus searches can reach it at all (one
+accountant call) instead of letting Opacus double σ for a minute before it gives up."""
 
 
 @functools.lru_cache(maxsize=1024)
