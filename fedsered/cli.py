@@ -315,7 +315,8 @@ def cmd_simulate(args: argparse.Namespace, cfg: Config) -> int:
         )
     if args.seeds is not None:
         return _seeded(
-            args, cfg, store=simulate.STORE, job=simulate.simulate_seed, line=_simulate_line,
+            args, cfg, store=simulate.STORE, job=partial(simulate.simulate_seed, verbose=args.verbose),
+            line=_simulate_line,
             table=_simulate_seeds_table,
             outputs=partial(
                 multi.outputs, rows=simulate.rows, summarise=simulate.summarise, columns=simulate.CSV_COLUMNS
@@ -324,7 +325,7 @@ def cmd_simulate(args: argparse.Namespace, cfg: Config) -> int:
     out = _out_dir(args, cfg)
     # the ServerApp ran in Flower's runtime (another thread here, another process under a SuperLink): its result
     # reaches the CLI through results.json, read back as the typed result
-    results = simulate.simulate_run(cfg, out)
+    results = simulate.simulate_run(cfg, out, verbose=args.verbose)
     result, runtime = ComparisonResult.from_json(results), results["runtime"]
     clients, pipes = _simulate_tables(result)
     out_console.print(clients)
@@ -418,6 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, value parsed as YAML (repeatable)")  # fmt: skip
         p.add_argument("--out", metavar="DIR", help="run folder (default: output.dir of the config)")
+        if name == "simulate":
+            p.add_argument("-v", "--verbose", action="store_true",
+                           help="show Flower's own log lines (default: progress lines and warnings)")  # fmt: skip
         if name in SEEDED:
             p.add_argument("--seeds", metavar="SEEDS", help="seeds to run and compare, e.g. 0-4 or 0,2,5 "
                            "(default: the config's seed); finished seeds in --out are reused")  # fmt: skip

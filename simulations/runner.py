@@ -78,6 +78,12 @@ def ray_environment(out: Path, extra: dict[str, str] | None = None) -> Iterator[
             shutil.rmtree(short, ignore_errors=True)
 
 
+def progress_only(record: logging.LogRecord) -> bool:
+    """A logging filter for Flower's console handler: fedsered's progress lines and warnings pass, Flower's INFO
+    lines do not (``fedsered simulate -v`` keeps them all)."""
+    return record.levelno >= logging.WARNING or bool(getattr(record, "fedsered_progress", False))
+
+
 def _alive(p: psutil.Process) -> bool:
     try:
         return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
@@ -123,7 +129,8 @@ def simulate(
         client_app: the ClientApp (default ``simulations.client_app.app``; tests pass one with fault mods).
         server_app: the ServerApp (default ``simulations.server_app.app``).
         num_supernodes: virtual nodes to start (tests start fewer than expected).
-        verbose: Flower's debug logging.
+        verbose: Flower's own INFO lines and debug logging (by default only fedsered's progress lines and warnings
+            reach the console).
 
     Returns:
         Runtime facts: ``wall_seconds``, ``ray_tmpdir``, ``leftover_pids`` (Ray processes that had to be stopped),
@@ -145,6 +152,9 @@ def simulate(
     flwr_logger = logging.getLogger("flwr")
     propagate = flwr_logger.propagate
     flwr_logger.propagate = False  # Flower has its own console handler; the root logger would print it twice
+    quiet = [] if verbose else list(flwr_logger.handlers)
+    for handler in quiet:
+        handler.addFilter(progress_only)
     start = time.perf_counter()
     # the virtual clients' own ledger folders and privacy policy reach them outside the server's messages
     policy = atomic_write_text(out / "policy.yaml", yaml.safe_dump({"privacy": cfg.privacy.model_dump(mode="json")}))
@@ -163,6 +173,8 @@ def simulate(
             )
         finally:
             flwr_logger.propagate = propagate
+            for handler in quiet:
+                handler.removeFilter(progress_only)
             leftovers = stop_leftovers(before)
     return {"wall_seconds": time.perf_counter() - start, "ray_tmpdir": str(tmp), "leftover_pids": leftovers,
             "ledger_dir": str(ledger_dir), "fresh_ledgers": fresh}  # fmt: skip

@@ -30,7 +30,11 @@ from fedsered.privacy.client import check_overrides
 from simulations.grid import GridTransport
 
 LOG = logging.getLogger("flwr")
-"""Progress lines go through Flower's logger (its console handler, its log stream under ``flwr run --stream``)."""
+"""Progress lines go through Flower's logger (its console handler, its log stream under ``flwr run --stream``),
+marked ``PROGRESS`` so that ``fedsered simulate`` shows them while it holds Flower's own INFO lines back."""
+
+PROGRESS = {"fedsered_progress": True}
+"""``extra`` of a progress record (``simulations.runner.progress_only`` lets these through)."""
 
 APP_ROOT = Path(__file__).resolve().parents[1]
 """The Flower App's root (the project folder, or the unpacked bundle on a SuperLink)."""
@@ -43,16 +47,22 @@ def serve(grid: Grid, cfg: Config, *, out: Path) -> ComparisonResult:
     check_overrides(cfg.privacy, client_ids=[client_id(k) for k in range(cfg.federation.num_clients)])
     t_data, data_cpu = time.perf_counter(), time.thread_time() - cpu
     transport = GridTransport.connect(grid, cfg)
-    LOG.info("%d of %d nodes connected", len(transport.connected()), cfg.federation.num_clients)
+    LOG.info("%d of %d nodes connected", len(transport.connected()), cfg.federation.num_clients, extra=PROGRESS)
     # the clients' data for the pooled oracle: in simulation the server can build it; a deployed server
     # (data.test_speakers: all) holds only its test speakers, and pooled is then refused
     parts = {cid: data.client(int(cid.rsplit("-", 1)[1])) for cid in transport.connected()} if data.clients else {}
     t = time.perf_counter()
 
     def round_done(pipeline: str, r: int, total: int) -> None:
-        LOG.info("%s: round %d of %d done (%.0f s)", pipeline, r, total, time.perf_counter() - t)
+        LOG.info("%s: round %d of %d done (%.0f s elapsed)", pipeline, r, total, time.perf_counter() - t,
+                 extra=PROGRESS)  # fmt: skip
 
-    result = run_comparison(cfg, server_view(data, parts), transport, seed=cfg.seed, progress=round_done)
+    def pipeline_done(pipeline: str, done: int, total: int) -> None:
+        LOG.info("pipeline %d of %d done: %s (%.0f s elapsed)", done, total, pipeline, time.perf_counter() - t,
+                 extra=PROGRESS)  # fmt: skip
+
+    result = run_comparison(cfg, server_view(data, parts), transport, seed=cfg.seed, progress=round_done,
+                            log=pipeline_done)  # fmt: skip
     result.facts.update({"emotions": list(data.emotions), "total_seconds": time.perf_counter() - start,
                          "phases": {"data_seconds": t_data - start, "data_cpu_seconds": data_cpu,
                                     "discover_seconds": t - t_data}})  # fmt: skip

@@ -259,3 +259,19 @@ def test_backend_config_and_cli_errors(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["simulate", DEFAULT, "--out", str(tmp_path), "--set", "federation.baselines=[fedprox]"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "federation.baselines" in err[0]
+
+
+def test_progress_lines_pass_and_flowers_info_is_held_back() -> None:
+    import logging
+
+    from simulations.runner import progress_only
+    from simulations.server_app import PROGRESS
+
+    def record(level: int, **extra: bool) -> logging.LogRecord:
+        r = logging.LogRecord("flwr", level, __file__, 1, "m", None, None)
+        r.__dict__.update(extra)
+        return r
+
+    assert progress_only(record(logging.INFO, **PROGRESS))
+    assert not progress_only(record(logging.INFO))  # Flower's own INFO line
+    assert progress_only(record(logging.WARNING)) and progress_only(record(logging.ERROR))

@@ -42,7 +42,7 @@ STORE = SeedStore(
 """``DIR/seeds/<seed>/`` (a ``fedsered simulate`` run folder each); the digest's exclusions (module docstring)."""
 
 
-def simulate_run(cfg: Config, out: Path) -> dict[str, Any]:
+def simulate_run(cfg: Config, out: Path, *, verbose: bool = False) -> dict[str, Any]:
     """One simulation into the run folder ``out``; its ``results.json`` contract with ``runtime`` added.
 
     An earlier ``out/results.json`` is removed first (a failed run leaves none); ``out/config.yaml`` is the resolved
@@ -55,14 +55,17 @@ def simulate_run(cfg: Config, out: Path) -> dict[str, Any]:
 
     (out / "results.json").unlink(missing_ok=True)
     atomic_write_text(out / "config.yaml", cfg.to_yaml())
-    runtime = simulate(cfg, config_path=out / "config.yaml", out=out)
+    runtime = simulate(cfg, config_path=out / "config.yaml", out=out, verbose=verbose)
     result = ComparisonResult.from_json(json.loads((out / "results.json").read_text(encoding="utf-8")))
     return {**result.to_json(), "runtime": runtime}
 
 
-def simulate_seed(cfg: Config, out_dir: Path, progress: StageProgress | None) -> dict[str, Any]:
-    """The job of one seed (``seeds.SeedJob``): ``simulate_run`` in the seed's folder (Flower reports no progress)."""
-    return simulate_run(cfg, out_dir)
+def simulate_seed(
+    cfg: Config, out_dir: Path, progress: StageProgress | None, *, verbose: bool = False
+) -> dict[str, Any]:
+    """The job of one seed (``seeds.SeedJob``): ``simulate_run`` in the seed's folder (progress: the ServerApp's
+    own lines on the console)."""
+    return simulate_run(cfg, out_dir, verbose=verbose)
 
 
 def pipelines(record: dict[str, Any]) -> dict[str, Any]:
