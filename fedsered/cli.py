@@ -336,7 +336,7 @@ def cmd_simulate(args: argparse.Namespace, cfg: Config) -> int:
     if "fedavg_bytes_ratio" in cmp:
         how = "≥ " if cmp["fedavg_bytes_ratio_is_lower_bound"] else ""
         out_console.print(
-            f"FedAvg uploads {how}{cmp['fedavg_bytes_ratio']:.1f}× the bytes of synthetic sharing to come within "
+            f"FedAvg uploads {how}{cmp['fedavg_bytes_ratio']:.3g}× the bytes of synthetic sharing to come within "
             f"{cmp['uar_tolerance']:.2f} UAR of it"
             + ("" if cmp["fedavg_reached"] else " (it never got there in federation.fedavg_rounds)")
         )
