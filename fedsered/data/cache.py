@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import json
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
@@ -110,3 +110,11 @@ def load_cached(path: str | Path, *, expected_shape: tuple[int, ...] | None = No
         with contextlib.suppress(OSError):
             path.unlink(missing_ok=True)
         return None
+
+
+def store_or_warn(path: Path, save: Callable[[Path], object], *, what: str) -> None:
+    """Write a cache entry with ``save(path)``; an unwritable cache is a warning, not a failure (the run goes on)."""
+    try:
+        save(path)
+    except OSError as exc:
+        warnings.warn(f"{what} {path} not written ({exc}); continuing without it", stacklevel=3)

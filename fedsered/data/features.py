@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import functools
 import threading
-import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ import scipy.sparse
 import torch
 
 from fedsered.config import FeaturesConfig
-from fedsered.data.cache import cache_key, load_cached, save_cached
+from fedsered.data.cache import cache_key, load_cached, save_cached, store_or_warn
 from fedsered.data.types import AudioCorpus, FeatureSet
 from fedsered.errors import DataError
 
@@ -376,10 +375,7 @@ def extract_features(corpus: AudioCorpus, cfg: FeaturesConfig, *, progress: Prog
             return _feature_set(cached.x, corpus)
     fs = _feature_set(_compute(corpus, cfg, progress), corpus)
     if path is not None:
-        try:
-            save_cached(path, fs)
-        except OSError as exc:
-            warnings.warn(f"feature cache {path} not written ({exc}); continuing without it", stacklevel=2)
+        store_or_warn(path, lambda p: save_cached(p, fs), what="feature cache")
     return fs
 
 

@@ -48,7 +48,7 @@ import librosa
 import numpy as np
 
 from fedsered.config import FeaturesConfig, FunctionalsConfig
-from fedsered.data.cache import cache_key
+from fedsered.data.cache import cache_key, store_or_warn
 from fedsered.data.features import live_frames, n_frames, segment_samples
 from fedsered.data.types import AudioCorpus
 from fedsered.errors import ConfigError, DataError
@@ -340,8 +340,5 @@ def extract_functionals(
             return cached
     fx = compute_functionals(corpus, logmel=logmel, features=features, settings=settings, progress=progress)
     if path is not None:
-        try:
-            _save(path, fx)
-        except OSError as exc:
-            warnings.warn(f"functionals cache {path} not written ({exc}); continuing without it", stacklevel=2)
+        store_or_warn(path, lambda p: _save(p, fx), what="functionals cache")
     return fx
