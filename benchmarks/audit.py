@@ -55,7 +55,7 @@ def main() -> None:
         load0 = os.getloadavg()[0]
         cpu0, t0 = time.process_time(), time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="fsab-") as tmp:
-            out = run_shadows(cfg, data, plan, targets=targets, workers=ways[way], out_dir=Path(tmp))
+            out, _ = run_shadows(cfg, data, plan, targets=targets, workers=ways[way], out_dir=Path(tmp))
         wall, driver_cpu = time.perf_counter() - t0, time.process_time() - cpu0
         runs_cpu = sum(o.cpu_s for v in out.values() for o in v)
         walls[way] = wall

@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from fedsered.config import Config, load_config
@@ -37,12 +38,49 @@ err_console = Console(stderr=True)
 StageProgress = Callable[[str, int, int], None]
 
 
+class _LogLines:
+    """Progress as plain one-line updates (stderr is a log, not a terminal): a line when a stage starts, at every
+    10 % of it or every 15 s, and when it ends — done/total, elapsed and the remaining time at the rate so far (work
+    found finished when the stage started, a resumed run's, does not count towards the rate)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.stages: dict[str, tuple[float, int]] = {}  # stage -> (start time, done at start)
+        self.last: dict[str, tuple[float, int]] = {}  # stage -> (time, tenth of the last line)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = self.clock()
+        if stage not in self.stages:
+            self.stages[stage] = (now, done)
+            self.last[stage] = (now, -1)
+        start, done0 = self.stages[stage]
+        t_last, tenth_last = self.last[stage]
+        tenth = 10 * done // max(total, 1)
+        if not (done >= total or tenth > tenth_last or now - t_last >= 15):
+            return
+        self.last[stage] = (now, tenth)
+        elapsed = now - start
+        left = ""
+        if done > done0 and done < total:
+            left = f", ~{_duration(elapsed / (done - done0) * (total - done))} left"
+        err_console.print(f"{stage}: {done}/{total}, {_duration(elapsed)} elapsed{left}", highlight=False)
+
+
+def _duration(seconds: float) -> str:
+    s = round(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
 @contextmanager
 def _progress() -> Iterator[StageProgress]:
-    """A rich progress display on stderr; yields a ``(stage, done, total)`` callback that makes one bar per stage."""
+    """Progress on stderr; yields a ``(stage, done, total)`` callback. On a terminal one rich bar per stage (done,
+    elapsed, remaining); in a log plain one-line updates (``_LogLines``)."""
+    if not err_console.is_terminal:
+        yield _LogLines()
+        return
     bars = Progress(
         TextColumn("[bold]{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err_console, transient=False, disable=not err_console.is_terminal,
+        TextColumn("left"), TimeRemainingColumn(), console=err_console, transient=False,
     )  # fmt: skip
     tasks: dict[str, Any] = {}
 
@@ -349,6 +387,7 @@ def cmd_audit(args: argparse.Namespace, cfg: Config) -> int:
     import shlex
 
     from fedsered.data.dataset import build_dataset
+    from privacy_audits.report import bound
     from privacy_audits.run import run_audit
 
     out = _out_dir(args, cfg)
@@ -360,13 +399,18 @@ def cmd_audit(args: argparse.Namespace, cfg: Config) -> int:
         results = run_audit(cfg, data, out_dir=out, command=command, progress=progress)
     fpr = max(cfg.audit.fpr)
     table = Table(title=f"membership inference ({cfg.audit.shadows} runs per pipeline)")
-    for col in ("pipeline", "UAR", "accounted ε", "AUC", f"TPR@{fpr:.1%}", "ε lower bound", "bytes up", "attack"):
+    cols = ("pipeline", "UAR", "accounted ε", "AUC", f"TPR@{fpr:.1%}", "ε LB (ceiling)", "one-run ε LB (ceiling)",
+            "bytes up", "attack")  # fmt: skip
+    for col in cols:
         table.add_column(col, justify="left" if col in ("pipeline", "attack") else "right")
     for name, r in results["pipelines"].items():
         eps = "-" if r["epsilon_accounted"] is None else f"{r['epsilon_accounted']:.2f}"
+        one = r.get("one_run")
         table.add_row(
             name, f"{r['uar']:.3f}", eps, f"{r['auc']:.3f}", f"{r['tpr_at_fpr'][str(fpr)]:.3f}",
-            f"{r['epsilon_lower_bound']:.2f}", f"{r['bytes_up_total']:,}", r["headline_attack"],
+            bound(r["epsilon_lower_bound"], r["epsilon_certifiable"]),
+            "-" if one is None else bound(one["epsilon_lower_bound"], one["epsilon_certifiable"]),
+            f"{r['bytes_up_total']:,}", r["headline_attack"],
         )  # fmt: skip
     out_console.print(table)
     out_console.print(f"report: {out / 'report.html'}; wall {results['seconds']:.1f} s")

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from fedsered.config import AuditConfig
-from privacy_audits.attacks import lira_scores, loss_scores, rmia_scores
+from privacy_audits import one_run
+from privacy_audits.attacks import lira_scores, loss_scores, rmia_scores, tune_offline_a
 from privacy_audits.metrics import roc, summarise
-from privacy_audits.shadows import AuditPlan, ShadowOutput
+from privacy_audits.shadows import AuditPlan, OneRunOutput, OneRunPlan, ShadowOutput
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class TargetScores:
     member: np.ndarray
     is_canary: np.ndarray
     replay: ReplayScores | None = None
+    rmia_offline_a: np.ndarray | None = None
 
 
 def attack_scores(runs: list[ShadowOutput], plan: AuditPlan, cfg: AuditConfig) -> TargetScores:
@@ -51,18 +53,26 @@ def attack_scores(runs: list[ShadowOutput], plan: AuditPlan, cfg: AuditConfig) -
     log_p_pop = col([o.log_p_pop for o in runs], axis=1)
     m = plan.member[:, [o.run for o in runs]]
     gv = cfg.lira_global_variance
+    a = (
+        tune_offline_a(log_p, m, log_p_pop, gamma=cfg.rmia_gamma)
+        if cfg.rmia_offline_a == "tune"
+        else np.full(len(runs), float(cfg.rmia_offline_a))
+    )
     scores = {
         "loss": loss_scores(log_p),
         "lira_online": lira_scores(phi, m, online=True, global_variance=gv),
         "lira_offline": lira_scores(phi, m, online=False, global_variance=gv),
         "rmia_online": rmia_scores(log_p, m, log_p_pop, gamma=cfg.rmia_gamma),
-        "rmia_offline": rmia_scores(log_p, m, log_p_pop, gamma=cfg.rmia_gamma, offline_a=cfg.rmia_offline_a),
+        "rmia_offline": rmia_scores(log_p, m, log_p_pop, gamma=cfg.rmia_gamma, offline_a=a),
     }
-    dcr_f = [o.dcr_feature for o in runs if o.dcr_feature is not None]
-    dcr_e = [o.dcr_embedding for o in runs if o.dcr_embedding is not None]
-    if len(dcr_f) == len(dcr_e) == len(runs):
-        scores["dcr_feature"] = col(dcr_f, axis=1)
-        scores["dcr_embedding"] = col(dcr_e, axis=1)
+    shared = {
+        "dcr_feature": [o.dcr_feature for o in runs if o.dcr_feature is not None],
+        "dcr_embedding": [o.dcr_embedding for o in runs if o.dcr_embedding is not None],
+        "domias": [o.domias for o in runs if o.domias is not None],
+    }
+    for name, cols in shared.items():
+        if len(cols) == len(runs):  # attacks on the shared set: only where every run shared examples
+            scores[name] = col(cols, axis=1)
     replay = None
     done = [(o.run, o.replay_index, o.replay) for o in runs if o.replay is not None and o.replay_index is not None]
     if done:
@@ -70,7 +80,7 @@ def attack_scores(runs: list[ShadowOutput], plan: AuditPlan, cfg: AuditConfig) -
         run = np.concatenate([np.full(len(i), r) for r, i, _ in done])
         replay = ReplayScores(score=np.concatenate([s for _, _, s in done]), member=plan.member[idx, run], run=run,
                               example=idx)  # fmt: skip
-    return TargetScores(scores=scores, member=m, is_canary=plan.is_canary, replay=replay)
+    return TargetScores(scores=scores, member=m, is_canary=plan.is_canary, replay=replay, rmia_offline_a=a)
 
 
 def _metrics(
@@ -88,8 +98,9 @@ def _metrics(
 
 def attack_metrics(ts: TargetScores, cfg: AuditConfig) -> dict[str, Any]:
     """The attack part of a target's results: headline (``auc``, ``tpr_at_fpr``, ``advantage``,
-    ``headline_attack``), ``epsilon_lower_bound``, and every attack's metrics on the real audited utterances
-    (``attacks``) and on the canaries (``canaries``)."""
+    ``headline_attack``), ``epsilon_lower_bound`` with the design's ceiling ``epsilon_certifiable`` (the largest
+    bound a perfect attack could certify at the same significance), and every attack's metrics on the real audited
+    utterances (``attacks``) and on the canaries (``canaries``); ``rmia_offline_a`` the mean ``a`` offline RMIA used."""
     real = ~ts.is_canary
     tests = len(ts.scores) * (2 if ts.is_canary.any() else 1) + (ts.replay is not None)  # every ε bound maximised
     attacks = _metrics(ts.scores, ts.member, real, cfg, tests=tests)
@@ -101,16 +112,20 @@ def attack_metrics(ts: TargetScores, cfg: AuditConfig) -> dict[str, Any]:
     head = max(attacks, key=lambda a: (attacks[a]["tpr_at_fpr"][key], attacks[a]["auc"]))
     canaries = _metrics(ts.scores, ts.member, ts.is_canary, cfg, tests=tests) if ts.is_canary.any() else {}
     lb_all = [v["epsilon_lower_bound"] for v in [*attacks.values(), *canaries.values()]]
+    ceiling = [v["epsilon_certifiable"] for v in [*attacks.values(), *canaries.values()]]
+    extra = {} if ts.rmia_offline_a is None else {"rmia_offline_a": float(np.mean(ts.rmia_offline_a))}
     return {
         "auc": attacks[head]["auc"],
         "tpr_at_fpr": attacks[head]["tpr_at_fpr"],
         "advantage": attacks[head]["advantage"],
         "headline_attack": head,
         "epsilon_lower_bound": float(max(lb_all)),
+        "epsilon_certifiable": float(max(ceiling)),
         "audited": int(real.sum()),
         "canaries_audited": int(ts.is_canary.sum()),
         "attacks": attacks,
         "canaries": canaries,
+        **extra,
     }
 
 
@@ -137,3 +152,37 @@ def roc_points(ts: TargetScores, attack: str) -> tuple[np.ndarray, np.ndarray]:
     real = ~ts.is_canary
     c = roc(ts.scores[attack][real].ravel(), ts.member[real].ravel())
     return c.fpr, c.tpr
+
+
+def one_run_metrics(runs: list[OneRunOutput], one: OneRunPlan, cfg: AuditConfig) -> dict[str, Any]:
+    """The one-run audit of one DP target (``privacy_audits.one_run``): per attack (the canaries' LOSS on the
+    global model; DCR and DOMIAS against the shared set where examples are shared) the ε lower bound over all
+    experiments pooled, at ``alpha`` split over the attacks (Bonferroni), with the design's ceiling beside it.
+
+    Returns:
+        ``{"epsilon_lower_bound", "epsilon_certifiable", "attack", "runs", "canaries", "uar", "attacks"}``.
+    """
+    member = one.member[:, [o.run for o in runs]]
+    run_idx = np.broadcast_to(np.arange(member.shape[1]), member.shape).ravel()
+    attacks = {"loss": np.stack([o.log_p for o in runs], axis=1)}
+    for name in ("dcr_feature", "domias"):
+        cols = [getattr(o, name) for o in runs if getattr(o, name) is not None]
+        if len(cols) == len(runs):
+            attacks[name] = np.stack(cols, axis=1)
+    alpha = cfg.alpha / len(attacks)
+    per = {
+        name: one_run.audit(
+            s.ravel(), member.ravel(), run_idx, delta=cfg.delta, alpha=alpha, fractions=cfg.one_run_fractions
+        )
+        for name, s in attacks.items()
+    }
+    best = max(per, key=lambda n: float(per[n]["epsilon"]))
+    return {
+        "epsilon_lower_bound": float(per[best]["epsilon"]),
+        "epsilon_certifiable": float(per[best]["certifiable"]),
+        "attack": best,
+        "runs": len(runs),
+        "canaries": int(member.size),
+        "uar": float(np.mean([o.uar for o in runs])),
+        "attacks": per,
+    }

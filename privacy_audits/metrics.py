@@ -127,6 +127,16 @@ def epsilon_bounds(
     return np.maximum(eps, 0.0)
 
 
+def certifiable_epsilon(*, n_in: int, n_out: int, delta: float, alpha: float) -> float:
+    """The largest ε a threshold design with ``n_in`` member and ``n_out`` non-member certifying pairs can certify at
+    significance ``alpha``: the bound of a perfect attack (no false positive, no false negative). A measured bound
+    near this ceiling says the design, not the mechanism, limits it; an accounted ε above it cannot be refuted."""
+    if n_in < 1 or n_out < 1:
+        return 0.0
+    zero = np.array([0])
+    return float(epsilon_bounds(zero, zero, n_out=n_out, n_in=n_in, delta=delta, alpha=alpha)[0])
+
+
 def _counts_at(curve: Roc, threshold: float, score: np.ndarray, member: np.ndarray) -> tuple[int, int]:
     pred = score >= threshold
     return int((pred & ~member).sum()), int((~pred & member).sum())
@@ -150,13 +160,15 @@ def epsilon_lower_bound(
         select: ``[n]`` bool, the examples used to choose the threshold.
 
     Returns:
-        ``{"epsilon", "threshold" (None: predict nobody), "fpr_upper", "fnr_upper", "n_in", "n_out"}``, the counts
-        being those of the certifying half.
+        ``{"epsilon", "certifiable", "threshold" (None: predict nobody), "fpr_upper", "fnr_upper", "n_in",
+        "n_out"}``, the counts being those of the certifying half; ``certifiable`` is ``certifiable_epsilon`` of
+        that half (the design's ceiling).
     """
     s, m = _check(score, member)
     sel = (np.arange(s.size) % 2 == 0) if select is None else np.asarray(select, dtype=bool).ravel()
     zero: dict[str, float | None] = {
-        "epsilon": 0.0, "threshold": None, "fpr_upper": 1.0, "fnr_upper": 1.0, "n_in": 0, "n_out": 0,
+        "epsilon": 0.0, "certifiable": 0.0, "threshold": None, "fpr_upper": 1.0, "fnr_upper": 1.0, "n_in": 0,
+        "n_out": 0,
     }  # fmt: skip
     if sel.all() or not sel.any():
         raise DataError("epsilon_lower_bound: select must leave examples on both sides")
@@ -179,8 +191,9 @@ def epsilon_lower_bound(
     fnr_u = float(clopper_pearson_upper(k_fn, n_in, alpha=alpha))
     eps = float(epsilon_bounds(np.array([k_fp]), np.array([k_fn]), n_out=n_out, n_in=n_in, delta=delta, alpha=alpha)[0])
     return {
-        "epsilon": eps, "threshold": thr if np.isfinite(thr) else None, "fpr_upper": fpr_u, "fnr_upper": fnr_u,
-        "n_in": n_in, "n_out": n_out,
+        "epsilon": eps, "certifiable": certifiable_epsilon(n_in=n_in, n_out=n_out, delta=delta, alpha=alpha),
+        "threshold": thr if np.isfinite(thr) else None, "fpr_upper": fpr_u, "fnr_upper": fnr_u, "n_in": n_in,
+        "n_out": n_out,
     }  # fmt: skip
 
 
@@ -194,7 +207,8 @@ def summarise(
     select: np.ndarray | None = None,
 ) -> dict[str, object]:
     """Every metric of one attack: ``auc``, ``advantage``, ``tpr_at_fpr`` (keys as ``str(fpr)``),
-    ``epsilon_lower_bound`` (and its details under ``epsilon_lb``; ``select`` as in ``epsilon_lower_bound``),
+    ``epsilon_lower_bound`` and the design's ceiling ``epsilon_certifiable`` (details under ``epsilon_lb``;
+    ``select`` as in ``epsilon_lower_bound``),
     ``n_in``, ``n_out``."""
     curve = roc(score, member)
     lb = epsilon_lower_bound(score, member, delta=delta, alpha=alpha, select=select)
@@ -203,6 +217,7 @@ def summarise(
         "advantage": advantage(curve),
         "tpr_at_fpr": {str(f): tpr_at_fpr(curve, f) for f in fprs},
         "epsilon_lower_bound": lb["epsilon"],
+        "epsilon_certifiable": lb["certifiable"],
         "epsilon_lb": lb,
         "n_in": curve.n_in,
         "n_out": curve.n_out,

@@ -1,5 +1,7 @@
-"""``fedsered audit``: the whole audit as a pipeline of plain steps — plan → shadow runs (Ray) → attack scores →
-metrics → saved scores, figures and report. Returns the ``results.json`` content; the CLI writes it."""
+"""``fedsered audit``: the whole audit as a pipeline of plain steps — plan → shadow runs and one-run experiments
+(Ray) → attack scores → metrics → saved scores, figures and report. Returns the ``results.json`` content; the CLI
+writes it. Every finished run is kept in the run folder, so an interrupted audit resumes where it stopped (the same
+config only: ``DIR/audit.json`` records its digest)."""
 
 from __future__ import annotations
 
@@ -14,17 +16,19 @@ import numpy as np
 from fedsered.config import Config
 from fedsered.data.dataset import Dataset
 from fedsered.io import atomic_write_bytes, atomic_write_json
+from fedsered.resume import check_resume, config_digest
 from privacy_audits.evaluate import (
     ReplayScores,
     TargetScores,
     attack_metrics,
     attack_scores,
+    one_run_metrics,
     roc_points,
     target_metrics,
 )
 from privacy_audits.metrics import privacy_gain
 from privacy_audits.report import THREAT_MODEL, render, roc_figure, tradeoff_figure
-from privacy_audits.shadows import Progress, make_plan, run_shadows
+from privacy_audits.shadows import Progress, make_one_run_plan, make_plan, run_shadows
 from privacy_audits.targets import parse_target
 
 
@@ -32,8 +36,8 @@ def save_scores(path: Path, ts: TargetScores, *, headline: str, example_id: np.n
     """``DIR/scores/<pipeline>.npz``: ``score``, ``member``, ``example_id`` and ``run`` of the headline attack's
     (utterance, run) pairs; ``score_<attack>`` for every model/shared-set attack over all real audited pairs
     (``matrix_member``, ``matrix_example_id``, ``matrix_run``) and the same for canaries (``canary_member``,
-    ``canary_score_<attack>``); the server-knowledge attack's own pairs as ``replay_*``. Flattened row-major from
-    [n, runs]."""
+    ``canary_score_<attack>``); the server-knowledge attack's own pairs as ``replay_*``; offline RMIA's ``a`` per
+    run as ``rmia_offline_a``. Flattened row-major from [n, runs]."""
     real, can = ~ts.is_canary, ts.is_canary
     n_runs = ts.member.shape[1]
     matrix = {
@@ -59,6 +63,8 @@ def save_scores(path: Path, ts: TargetScores, *, headline: str, example_id: np.n
     if ts.replay is not None:  # the server-knowledge attack's own (example, run) pairs
         r = ts.replay
         arrays |= {"replay_score": r.score, "replay_member": r.member, "replay_run": r.run, "replay_example": r.example}
+    if ts.rmia_offline_a is not None:  # the a offline RMIA used per target run
+        arrays["rmia_offline_a"] = ts.rmia_offline_a
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
     atomic_write_bytes(path, buf.getvalue())
@@ -89,17 +95,23 @@ def run_audit(
     start, cpu0 = time.perf_counter(), time.process_time()
     a = cfg.audit
     targets = list(dict.fromkeys(a.pipelines))
-    for t in targets:
-        parse_target(t)
+    dp_targets = tuple(t for t in targets if parse_target(t).is_dp)
+    check_resume(out_dir, spec_name="audit.json", digest=config_digest(cfg, exclude=RESUMABLE_CHANGES), cfg=cfg,
+                 what="membership audit", may_change="audit.workers, audit.pipelines and output")  # fmt: skip
     plan = make_plan(cfg, data)
+    one = make_one_run_plan(cfg, data, plan) if a.one_run_canaries and dp_targets else None
     w = a.workers if workers is None else workers
-    runs = run_shadows(cfg, data, plan, targets=targets, workers=w, out_dir=out_dir, progress=progress)
+    runs, one_runs = run_shadows(cfg, data, plan, targets=targets, workers=w, out_dir=out_dir, progress=progress,
+                                 one_run=one, one_run_targets=dp_targets if one else ())  # fmt: skip
     pipelines: dict[str, Any] = {}
     curves: dict[str, tuple[np.ndarray, np.ndarray, str]] = {}
     scores_paths = {}
     for t in targets:
         ts = attack_scores(runs[t], plan, a)
         pipelines[t] = target_metrics(ts, runs[t], a)
+        if t in one_runs:
+            assert one is not None
+            pipelines[t]["one_run"] = one_run_metrics(one_runs[t], one, a)
         head = pipelines[t]["headline_attack"]
         fpr, tpr = roc_points(ts, head)
         curves[t] = (fpr, tpr, head)
@@ -112,14 +124,23 @@ def run_audit(
             "population": len(plan.population), "canaries": a.canaries, "canary_kind": a.canary_kind,
             "canary_copies": a.canary_copies, "alpha": a.alpha, "delta": a.delta, "fpr": list(a.fpr),
             "lira_global_variance": a.lira_global_variance, "workers": w, "model": cfg.model.name,
+            "rmia_offline_a": a.rmia_offline_a, "domias_dim": a.domias_dim,
+            "one_run": None if one is None else {
+                "canaries_per_run": a.one_run_canaries, "runs": a.one_run_runs, "fractions": list(a.one_run_fractions),
+            },
         }, scores=scores_paths, command=command, out_dir=out_dir,
     )  # fmt: skip
     results["seconds"] = time.perf_counter() - start
     results["cpu_s"] = {
         "driver": time.process_time() - cpu0,
         "shadow_runs": float(sum(r["cpu_s"] for r in pipelines.values())),
+        "one_runs": float(sum(o.cpu_s for rs in one_runs.values() for o in rs)),
     }
     return results
+
+
+RESUMABLE_CHANGES = {"output": True, "audit": {"workers", "pipelines"}}
+"""What may change between an audit and its resumption (every finished run stays valid): the config digest skips it."""
 
 
 def finish(
@@ -163,8 +184,9 @@ def load_scores(path: Path) -> TargetScores:
         if "replay_score" in z.files:
             replay = ReplayScores(score=z["replay_score"], member=z["replay_member"], run=z["replay_run"],
                                   example=z["replay_example"])  # fmt: skip
+        a = z["rmia_offline_a"] if "rmia_offline_a" in z.files else None
     is_canary = np.arange(len(member)) >= len(member) - n_can
-    return TargetScores(scores=scores, member=member, is_canary=is_canary, replay=replay)
+    return TargetScores(scores=scores, member=member, is_canary=is_canary, replay=replay, rmia_offline_a=a)
 
 
 def rescore(out_dir: Path, cfg: Config) -> dict[str, Any]:
@@ -175,8 +197,8 @@ def rescore(out_dir: Path, cfg: Config) -> dict[str, Any]:
     pipelines, curves = {}, {}
     for name, old in results["pipelines"].items():
         ts = load_scores(out_dir / results["scores"][name])
-        keep = {k: old[k] for k in ("uar", "uar_std", "epsilon_accounted", "bytes_up_total", "runs",
-                                    "cpu_s")}  # fmt: skip
+        keep = {k: old[k] for k in ("uar", "uar_std", "epsilon_accounted", "bytes_up_total", "runs", "cpu_s",
+                                    "one_run") if k in old}  # fmt: skip
         pipelines[name] = {**keep, **attack_metrics(ts, cfg.audit)}
         fpr, tpr = roc_points(ts, pipelines[name]["headline_attack"])
         curves[name] = (fpr, tpr, pipelines[name]["headline_attack"])

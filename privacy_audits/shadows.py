@@ -1,20 +1,25 @@
-"""Whole-pipeline shadow runs: the audit plan (who is IN which run) and the runs themselves, as Ray tasks.
+"""The runs an audit executes: whole-pipeline shadow runs and one-run experiments, their plans, as Ray tasks.
 
 Every run re-executes a target's whole pipeline — distillation included, not only a retraining on a fixed set
-(Carlini et al. 2022 showed that shortcut underestimates leakage) — on client data where each audited utterance is
-IN exactly half of the runs (``membership.balanced_membership``). Each run returns only its signals, so nothing
-large crosses processes. Runs execute as Ray tasks (1 CPU each, ``RAY_TMPDIR`` under the run folder, Ray shut down
-afterwards), or sequentially in-process with ``workers=0``.
+(Carlini et al. 2022 showed that shortcut underestimates leakage). Shadow runs use client data where each audited
+utterance is IN exactly half of the runs (``membership.balanced_membership``); one-run experiments (Steinke et al.
+2023, ``privacy_audits.one_run``) insert canaries each IN with probability ½. Each run returns only its signals, so
+nothing large crosses processes. Runs execute as Ray tasks (1 CPU each, ``RAY_TMPDIR`` under the run folder, Ray shut
+down afterwards), or sequentially in-process with ``workers=0``. Each finished run is saved at once
+(``DIR/runs/<target>/<kind>-<run>.npz``, atomically), so an audit killed at any point and run again with the same
+config reuses every finished run.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -25,9 +30,11 @@ from fedsered.data.types import FeatureSet
 from fedsered.errors import ConfigError
 from fedsered.federation.client import LocalClient, run_task
 from fedsered.federation.protocol import Task
+from fedsered.io import atomic_write_bytes
 from fedsered.models import fixed_init_state
 from fedsered.seeding import int_seed, rng
 from privacy_audits.attacks.dcr import dcr_scores
+from privacy_audits.attacks.domias import domias_scores
 from privacy_audits.attacks.replay import replay_score
 from privacy_audits.canaries import make_canaries, repeat
 from privacy_audits.membership import balanced_membership
@@ -138,6 +145,7 @@ class ShadowOutput:
         log_p_pop: ``[n_pop]`` log p_y of the population examples.
         dcr_feature: ``[n]`` −distance to the closest shared record in log-Mel space (``None``: nothing shared).
         dcr_embedding: the same in the global model's embedding space.
+        domias: DOMIAS scores of the audited examples against the shared set (``None``: nothing shared).
         uar: the run's UAR on the test speakers.
         bytes_up_total: bytes uploaded by all clients.
         epsilon_accounted: the largest accounted ε of the run's clients, or ``None``.
@@ -155,6 +163,7 @@ class ShadowOutput:
     log_p_pop: np.ndarray
     dcr_feature: np.ndarray | None
     dcr_embedding: np.ndarray | None
+    domias: np.ndarray | None
     uar: float
     bytes_up_total: int
     epsilon_accounted: float | None
@@ -183,14 +192,16 @@ def run_shadow(cfg: Config, data: Dataset, plan: AuditPlan, *, target: str, run:
     sig, sig_pop = model_signals(res.model, plan.audited.x, plan.audited.y), model_signals(
         res.model, plan.population.x, plan.population.y
     )
-    dcr_f = dcr_e = None
+    dcr_f = dcr_e = dom = None
     if res.shared_x is not None:
         dcr_f = dcr_scores(plan.audited.x, res.shared_x)
         dcr_e = dcr_scores(embeddings(res.model, plan.audited.x), embeddings(res.model, res.shared_x))
+        dom = domias_scores(plan.audited.x, res.shared_x, plan.population.x, dim=cfg.audit.domias_dim)
     return ShadowOutput(
         target=target, run=run, log_p=sig["log_p"], phi=sig["phi"], log_p_pop=sig_pop["log_p"], dcr_feature=dcr_f,
-        dcr_embedding=dcr_e, uar=res.uar, bytes_up_total=res.bytes_up_total, epsilon_accounted=res.epsilon_accounted,
-        replay_index=replay_index, replay=replay, cpu_s=time.process_time() - cpu0, wall_s=time.perf_counter() - wall0,
+        dcr_embedding=dcr_e, domias=dom, uar=res.uar, bytes_up_total=res.bytes_up_total,
+        epsilon_accounted=res.epsilon_accounted, replay_index=replay_index, replay=replay,
+        cpu_s=time.process_time() - cpu0, wall_s=time.perf_counter() - wall0,
     )  # fmt: skip
 
 
@@ -224,9 +235,148 @@ def server_replay(
     return np.asarray(scores, dtype=np.float64)
 
 
-def _shadow_task(cfg: Config, data: Dataset, plan: AuditPlan, target: str, run: int) -> ShadowOutput:
-    """``run_shadow`` with positional arguments (the form a Ray task takes)."""
-    return run_shadow(cfg, data, plan, target=target, run=run)
+@dataclass(frozen=True)
+class OneRunPlan:
+    """The one-run experiments of the DP targets: canaries, their owners and their secret coins.
+
+    Attributes:
+        canaries: ``[m]`` canaries built from population utterances (never in any client's own data).
+        owner: ``[m]`` the client id each canary is inserted into.
+        member: ``[m, runs]`` bool, independent fair coins: canary ``i`` IN run ``r``.
+        reference: population utterances that are not canary sources (DOMIAS's reference data).
+    """
+
+    canaries: FeatureSet
+    owner: np.ndarray
+    member: np.ndarray
+    reference: FeatureSet
+
+    @property
+    def runs(self) -> int:
+        return int(self.member.shape[1])
+
+
+def make_one_run_plan(cfg: Config, data: Dataset, plan: AuditPlan) -> OneRunPlan:
+    """``audit.one_run_canaries`` canaries (``audit.canary_kind``) from the plan's population, dealt round-robin to
+    the participating clients, each IN each of ``audit.one_run_runs`` runs by its own fair coin.
+
+    Raises:
+        ConfigError: more canaries than population utterances.
+    """
+    a = cfg.audit
+    if a.one_run_canaries > len(plan.population) - 2:
+        raise ConfigError(
+            f"audit.one_run_canaries: {a.one_run_canaries} canaries are built from the {len(plan.population)} "
+            f"population utterances (audit.population) and must leave at least 2 as reference data; use at most "
+            f"{len(plan.population) - 2} or 0 to switch the one-run audit off"
+        )
+    seed = int_seed(cfg.seed, "audit/one_run")
+    canaries = make_canaries(plan.population, n=a.one_run_canaries, kind=a.canary_kind, n_classes=data.n_classes,
+                             seed=seed)  # fmt: skip
+    sources = {u.split("/", 2)[2] for u in canaries.utterance_id}
+    reference = plan.population.subset(np.asarray([u not in sources for u in plan.population.utterance_id], bool))
+    clients = sorted(plan.fixed, key=lambda c: int(c.rsplit("-", 1)[1]))
+    owner = np.asarray([clients[i % len(clients)] for i in range(len(canaries))])
+    member = rng(seed, "coins").random((len(canaries), a.one_run_runs)) < 0.5
+    return OneRunPlan(canaries=canaries, owner=owner, member=member, reference=reference)
+
+
+@dataclass(frozen=True)
+class OneRunOutput:
+    """The signals of one one-run experiment of one target.
+
+    Attributes:
+        target: the target name.
+        run: the run index (column of ``OneRunPlan.member``).
+        log_p: ``[m]`` log p_y of every canary (its canary label) on the run's global model.
+        dcr_feature: ``[m]`` −distance of every canary to the closest shared record (``None``: nothing shared).
+        domias: ``[m]`` DOMIAS scores against the shared set (``None``: nothing shared).
+        uar: the run's UAR on the test speakers.
+        epsilon_accounted: the largest accounted ε of the run's clients, or ``None``.
+        cpu_s: CPU seconds of the process while running it.
+        wall_s: wall seconds.
+    """
+
+    target: str
+    run: int
+    log_p: np.ndarray
+    dcr_feature: np.ndarray | None
+    domias: np.ndarray | None
+    uar: float
+    epsilon_accounted: float | None
+    cpu_s: float
+    wall_s: float
+
+
+def one_run_clients(plan: AuditPlan, one: OneRunPlan, run: int) -> dict[str, FeatureSet]:
+    """Client id → its data in one-run experiment ``run``: its fixed part plus its canaries whose coin is IN."""
+    out = {}
+    for cid, part in plan.fixed.items():
+        mine = (one.owner == cid) & one.member[:, run]
+        out[cid] = FeatureSet.concat([part, repeat(one.canaries.subset(mine), plan.canary_copies)])
+    return out
+
+
+def run_one_run(
+    cfg: Config, data: Dataset, plan: AuditPlan, one: OneRunPlan, *, target: str, run: int
+) -> OneRunOutput:
+    """Run ``target``'s whole pipeline once as one-run experiment ``run`` and score every canary."""
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        seed = int_seed(cfg.seed, f"audit/{target}/one_run/{run}")
+        res = run_target(cfg, data, spec=parse_target(target), clients=one_run_clients(plan, one, run), seed=seed)
+    finally:
+        torch.set_num_threads(threads)
+    x = one.canaries.x
+    dcr_f = dom = None
+    if res.shared_x is not None:
+        dcr_f = dcr_scores(x, res.shared_x)
+        dom = domias_scores(x, res.shared_x, one.reference.x, dim=cfg.audit.domias_dim)
+    return OneRunOutput(
+        target=target, run=run, log_p=model_signals(res.model, x, one.canaries.y)["log_p"], dcr_feature=dcr_f,
+        domias=dom, uar=res.uar, epsilon_accounted=res.epsilon_accounted, cpu_s=time.process_time() - cpu0,
+        wall_s=time.perf_counter() - wall0,
+    )  # fmt: skip
+
+
+Output = TypeVar("Output", ShadowOutput, OneRunOutput)
+
+
+def _job(
+    cfg: Config, data: Dataset, plan: AuditPlan, one: OneRunPlan | None, kind: str, target: str, run: int
+) -> ShadowOutput | OneRunOutput:
+    """One run of the audit (the form a Ray task takes): ``kind`` ``"shadow"`` or ``"one_run"``."""
+    if kind == "shadow":
+        return run_shadow(cfg, data, plan, target=target, run=run)
+    assert one is not None
+    return run_one_run(cfg, data, plan, one, target=target, run=run)
+
+
+def save_output(path: Path, out: ShadowOutput | OneRunOutput) -> None:
+    """One finished run as ``.npz`` (fields that are ``None`` left out), written atomically."""
+    arrays = {f.name: np.asarray(getattr(out, f.name)) for f in fields(out) if getattr(out, f.name) is not None}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_output(path: Path, cls: type[Output]) -> Output | None:
+    """A run saved by ``save_output``, or ``None`` when the file is missing or unreadable (then it is re-run)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            values: dict[str, Any] = {}
+            for f in fields(cls):
+                if f.name not in z.files:
+                    values[f.name] = None
+                    continue
+                v = z[f.name]
+                values[f.name] = v.item() if v.ndim == 0 else v
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
+    values["run"] = int(values["run"])
+    return cls(**values)
 
 
 def ray_tmpdir(out_dir: Path) -> tuple[Path, Path | None]:
@@ -251,8 +401,11 @@ def run_shadows(
     workers: int,
     out_dir: Path,
     progress: Progress | None = None,
-) -> dict[str, list[ShadowOutput]]:
-    """Every run of every target.
+    one_run: OneRunPlan | None = None,
+    one_run_targets: tuple[str, ...] = (),
+) -> tuple[dict[str, list[ShadowOutput]], dict[str, list[OneRunOutput]]]:
+    """Every shadow run of every target, and every one-run experiment of ``one_run_targets``; runs already saved
+    under ``out_dir/runs`` (an interrupted audit of the same config) are loaded, not re-run.
 
     Args:
         cfg: the whole config.
@@ -260,38 +413,60 @@ def run_shadows(
         plan: the audit plan.
         targets: target names.
         workers: parallel Ray tasks (1 CPU each); 0 runs them sequentially in this process.
-        out_dir: the run folder (Ray's temporary folder goes below it when the path is short enough).
+        out_dir: the run folder (finished runs and Ray's temporary folder go below it).
         progress: ``(stage, done, total)`` callback.
+        one_run: the one-run plan (with ``one_run_targets``).
+        one_run_targets: targets that also get the one-run experiments.
 
     Returns:
-        Target name → its runs in run order.
+        Target name → its shadow runs in run order; target name → its one-run experiments in run order.
     """
     for t in targets:
         parse_target(t)
-    jobs = [(t, r) for t in targets for r in range(plan.runs)]
-    done: dict[str, list[ShadowOutput]] = {t: [] for t in targets}
+    jobs = [("shadow", t, r) for t in targets for r in range(plan.runs)]
+    if one_run is not None:
+        jobs += [("one_run", t, r) for t in one_run_targets for r in range(one_run.runs)]
+    cls: dict[str, type[ShadowOutput] | type[OneRunOutput]] = {"shadow": ShadowOutput, "one_run": OneRunOutput}
+
+    def path(kind: str, t: str, r: int) -> Path:
+        return out_dir / "runs" / t / f"{kind}-{r}.npz"
+
+    finished: dict[tuple[str, str, int], ShadowOutput | OneRunOutput] = {}
+    for kind, t, r in jobs:
+        loaded = load_output(path(kind, t, r), cls[kind])  # type: ignore[type-var]
+        if loaded is not None:
+            finished[(kind, t, r)] = loaded
+    todo = [j for j in jobs if j not in finished]
+
+    def done(job: tuple[str, str, int], out: ShadowOutput | OneRunOutput) -> None:
+        save_output(path(*job), out)
+        finished[job] = out
+        if progress:
+            progress("audit runs", len(finished), len(jobs))
+
+    if progress:
+        progress("audit runs", len(finished), len(jobs))
     if workers <= 0:
-        for i, (t, r) in enumerate(jobs):
-            done[t].append(run_shadow(cfg, data, plan, target=t, run=r))
-            if progress:
-                progress("shadow runs", i + 1, len(jobs))
-        return done
-    outs = _run_on_ray(cfg, data, plan, jobs=jobs, workers=workers, out_dir=out_dir, progress=progress)
-    for o in sorted(outs, key=lambda o: o.run):
-        done[o.target].append(o)
-    return done
+        for job in todo:
+            done(job, _job(cfg, data, plan, one_run, *job))
+    elif todo:
+        _run_on_ray(cfg, data, plan, one_run, jobs=todo, workers=workers, out_dir=out_dir, on_done=done)
+    shadows = {t: [finished[("shadow", t, r)] for r in range(plan.runs)] for t in targets}
+    ones = {t: [finished[("one_run", t, r)] for r in range(one_run.runs)] for t in one_run_targets} if one_run else {}
+    return shadows, ones  # type: ignore[return-value]
 
 
 def _run_on_ray(
     cfg: Config,
     data: Dataset,
     plan: AuditPlan,
+    one_run: OneRunPlan | None,
     *,
-    jobs: list[tuple[str, int]],
+    jobs: list[tuple[str, str, int]],
     workers: int,
     out_dir: Path,
-    progress: Progress | None,
-) -> list[ShadowOutput]:
+    on_done: Callable[[tuple[str, str, int], ShadowOutput | OneRunOutput], None],
+) -> None:
     import ray
 
     tmp, link = ray_tmpdir(out_dir)
@@ -302,16 +477,13 @@ def _run_on_ray(
         _temp_dir=str(tmp), configure_logging=False,
     )  # fmt: skip
     try:
-        remote = ray.remote(num_cpus=1, max_retries=0)(_shadow_task)
-        cfg_ref, data_ref, plan_ref = ray.put(cfg), ray.put(data), ray.put(plan)
-        pending = [remote.remote(cfg_ref, data_ref, plan_ref, t, r) for t, r in jobs]
-        outs: list[ShadowOutput] = []
+        remote = ray.remote(num_cpus=1, max_retries=0)(_job)
+        c, d, p, o = ray.put(cfg), ray.put(data), ray.put(plan), ray.put(one_run)
+        pending = {remote.remote(c, d, p, o, kind, t, r): (kind, t, r) for kind, t, r in jobs}
         while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            outs.extend(ray.get(ready))
-            if progress:
-                progress("shadow runs", len(outs), len(jobs))
-        return outs
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                on_done(pending.pop(ref), ray.get(ref))
     finally:
         ray.shutdown()
         if link is not None:

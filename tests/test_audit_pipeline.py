@@ -10,6 +10,9 @@ import json
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -36,7 +39,7 @@ TINY = [
     "features.n_mels=16", "features.segment_s=1.0", "model.name=cnn_iot", "model.width=8", "train.epochs=8",
     "distill.eval_epochs=10", "federation.num_clients=5", "federation.ipc=2", "federation.fedavg_rounds=2",
     "audit.clients=3", "audit.audited_per_client=6", "audit.population=30", "audit.canaries=2", "audit.shadows=4",
-    "audit.workers=0",
+    "audit.workers=0", "audit.one_run_canaries=12", "audit.one_run_runs=2",
 ]  # fmt: skip
 
 
@@ -73,9 +76,19 @@ def test_results_contract(audit_run: Path) -> None:
         assert (r["epsilon_accounted"] is None) == (name in PLAIN) and r["epsilon_lower_bound"] >= 0.0
         assert isinstance(r["bytes_up_total"], int) and r["bytes_up_total"] > 0
     # the pipelines that share examples are attacked on the shared set too; FedAvg shares none
-    assert "dcr_feature" in res["pipelines"]["raw_sharing"]["attacks"]
+    assert {"dcr_feature", "domias"} <= set(res["pipelines"]["raw_sharing"]["attacks"])
     assert "dcr_feature" not in res["pipelines"]["fedavg"]["attacks"]
+    assert "domias" not in res["pipelines"]["fedavg"]["attacks"]
     assert res["privacy_gain"]["raw_sharing"] == 0.0
+    for name, r in res["pipelines"].items():  # every bound beside its design's ceiling; one-run audits of DP only
+        assert 0.0 <= r["epsilon_lower_bound"] <= r["epsilon_certifiable"] + 1e-9
+        assert 0.0 <= r["rmia_offline_a"] <= 1.0
+        assert ("one_run" in r) == (name in DP), name
+    for name in DP:
+        one = res["pipelines"][name]["one_run"]
+        assert one["canaries"] == 12 * 2 and one["runs"] == 2 and one["epsilon_certifiable"] > 0
+        assert one["epsilon_lower_bound"] <= res["pipelines"][name]["epsilon_accounted"]
+        assert {"loss"} <= set(one["attacks"])
     for name in res["pipelines"]:
         with np.load(audit_run / "scores" / f"{name}.npz") as z:
             member = z["matrix_member"]  # every (audited utterance, run) pair; each utterance IN in half the runs
@@ -83,6 +96,37 @@ def test_results_contract(audit_run: Path) -> None:
             assert member.dtype == bool and member.sum() == 18 * 2
             assert "canary_score_lira_online" in z.files
             assert z["score"].shape == z["member"].shape  # the headline attack's own pairs
+
+
+def test_audit_killed_then_resumed_equals_uninterrupted(audit_run: Path, tmp_path: Path) -> None:
+    """SIGKILL mid-audit after some runs finished, then the same command again: the finished runs are reused (their
+    files untouched), the rest computed, and the results equal an uninterrupted audit's."""
+    out = tmp_path / "killed"
+    cfg_file = tmp_path / "audit.yaml"
+    cfg_file.write_text("seed: 0\n", encoding="utf-8")
+    args = [f"--set={s}" for s in TINY] + [f"--set=features.cache_dir={tmp_path / 'cache'}",
+                                           "--set=audit.pipelines=[raw_sharing,random_subset]"]  # fmt: skip
+    cmd = [sys.executable, "-m", "fedsered.cli", "audit", str(cfg_file), *args, "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while len(list((out / "runs").rglob("*.npz"))) < 3:
+        assert proc.poll() is None and time.monotonic() < deadline, "the audit ended before it could be killed"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "results.json").exists()
+    kept = {p: p.stat().st_mtime_ns for p in sorted((out / "runs").rglob("*.npz"))}
+    assert 3 <= len(kept) < 8
+    assert main(["audit", str(cfg_file), *args, "--out", str(out)]) == 0
+    assert all(p.stat().st_mtime_ns == t for p, t in kept.items())  # reused, not recomputed
+    assert len(list((out / "runs").rglob("*.npz"))) == 8
+    full = json.loads((audit_run / "results.json").read_text(encoding="utf-8"))["pipelines"]
+    resumed = json.loads((out / "results.json").read_text(encoding="utf-8"))["pipelines"]
+    for name in ("raw_sharing", "random_subset"):
+        for key in ("uar", "auc", "tpr_at_fpr", "epsilon_lower_bound", "attacks", "canaries", "bytes_up_total"):
+            assert resumed[name][key] == full[name][key], (name, key)
+    # the same folder under another config is refused with one line
+    assert main(["audit", str(cfg_file), *args, "--set=audit.shadows=6", "--out", str(out)]) == 2
 
 
 def test_dp_lower_bound_never_exceeds_accounted_epsilon(audit_run: Path) -> None:
@@ -148,7 +192,7 @@ def test_browser_check_detects_broken_blank_and_missing_figures(audit_run: Path,
 
 def _canary_metrics(cfg: Config, data: Dataset, tmp: Path) -> dict[str, Any]:
     plan = make_plan(cfg, data)
-    runs = run_shadows(cfg, data, plan, targets=["raw_sharing"], workers=0, out_dir=tmp)["raw_sharing"]
+    runs = run_shadows(cfg, data, plan, targets=["raw_sharing"], workers=0, out_dir=tmp)[0]["raw_sharing"]
     ts = attack_scores(runs, plan, cfg.audit)
     return target_metrics(ts, runs, cfg.audit)
 
@@ -180,8 +224,8 @@ def _processes_mentioning(text: str) -> list[int]:
 def test_ray_runs_match_sequential_and_clean_up(tiny_data: tuple[Config, Dataset], tmp_path: Path) -> None:
     cfg, data = tiny_data
     plan = make_plan(cfg, data)
-    seq = run_shadows(cfg, data, plan, targets=["random_subset"], workers=0, out_dir=tmp_path / "seq")
-    par = run_shadows(cfg, data, plan, targets=["random_subset"], workers=2, out_dir=tmp_path / "par")
+    seq = run_shadows(cfg, data, plan, targets=["random_subset"], workers=0, out_dir=tmp_path / "seq")[0]
+    par = run_shadows(cfg, data, plan, targets=["random_subset"], workers=2, out_dir=tmp_path / "par")[0]
     for a, b in zip(seq["random_subset"], par["random_subset"], strict=True):
         assert a.run == b.run
         np.testing.assert_allclose(a.phi, b.phi, rtol=1e-5, atol=1e-5)
@@ -248,7 +292,7 @@ def test_server_knowledge_attack_breaks_replayable_sets_only(tiny_data: tuple[Co
                                  "distill": cfg.distill.model_copy(update={"dm_iterations": 10})})  # fmt: skip
     plan = make_plan(cfg, data)
     targets = ["synthetic_dm", "synthetic_dm_dp_eps2_reproducible", "synthetic_dm_dp_eps2"]
-    runs = run_shadows(cfg, data, plan, targets=targets, workers=0, out_dir=tmp_path)
+    runs = run_shadows(cfg, data, plan, targets=targets, workers=0, out_dir=tmp_path)[0]
     replay = {t: target_metrics(attack_scores(runs[t], plan, cfg.audit), runs[t], cfg.audit)["attacks"]["server_replay"]
               for t in targets}  # fmt: skip
     assert replay["synthetic_dm"]["auc"] == 1.0 and replay["synthetic_dm"]["tpr_at_fpr"]["0.01"] == 1.0

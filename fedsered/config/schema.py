@@ -461,7 +461,20 @@ class AuditConfig(_Section):
     delta: float = Field(1e-5, ge=0.0, lt=1.0, description="delta of the audited (epsilon, delta) guarantee")
     lira_global_variance: bool = Field(True, description="one pooled variance per target (recommended for < 64 runs)")
     rmia_gamma: float = Field(1.0, gt=0.0, description="RMIA likelihood-ratio threshold gamma")
-    rmia_offline_a: float = Field(0.3, ge=0.0, le=1.0, description="offline RMIA's a: P(x) = ((1+a)/2)P_OUT + (1-a)/2")
+    rmia_offline_a: Annotated[float, Field(ge=0.0, le=1.0)] | Literal["tune"] = Field(
+        "tune", description="offline RMIA's a in P(x) = ((1+a)/2)P_OUT + (1-a)/2; tune: chosen per target on a "
+        "reference run (ML Privacy Meter's way)"
+    )
+    domias_dim: int = Field(8, ge=1, le=256, description="principal components DOMIAS's densities live in")
+    one_run_canaries: int = Field(
+        64, ge=0, le=100000, description="one-run audit (Steinke et al. 2023) of every DP target: canaries per run, "
+        "each IN with probability 1/2; 0 = off"
+    )
+    one_run_runs: int = Field(4, ge=1, le=4096, description="independent one-run experiments per DP target (pooled)")
+    one_run_fractions: tuple[Annotated[float, Field(gt=0.0, le=1.0)], ...] = Field(
+        (1.0, 0.5, 0.25), min_length=1, max_length=32, description="shares of the canaries the one-run guesser "
+        "guesses (the rest abstain); fixed in advance, alpha split over them"
+    )
     replay_examples: int = Field(
         4, ge=0, le=1000, description="audited examples per run the server-knowledge attack replays (synthetic "
         "targets; 2 client re-computations each; 0 = off)"

@@ -1,0 +1,32 @@
+"""Progress in a log (stderr not a terminal): plain one-line updates with elapsed and remaining time, at most one per
+10 % of a stage (or 15 s), the remaining time taken from the work done in this process (not a resumed run's)."""
+
+from __future__ import annotations
+
+import pytest
+
+from fedsered import cli
+
+
+def test_log_lines_every_tenth_with_remaining_time(capsys: pytest.CaptureFixture[str]) -> None:
+    now = [0.0]
+    lines = cli._LogLines(clock=lambda: now[0])
+    for done in range(0, 101):  # 100 units of 2 s each
+        lines("audit runs", done, 100)
+        now[0] += 2.0
+    out = capsys.readouterr().err.strip().splitlines()
+    assert out[0] == "audit runs: 0/100, 0s elapsed"
+    assert out[1] == "audit runs: 8/100, 16s elapsed, ~3m04s left"  # 15 s since the last line
+    assert "audit runs: 10/100, 20s elapsed, ~3m00s left" in out
+    assert out[-1] == "audit runs: 100/100, 3m20s elapsed"
+    assert 11 <= len(out) <= 25
+
+
+def test_log_lines_rate_ignores_work_found_finished(capsys: pytest.CaptureFixture[str]) -> None:
+    now = [0.0]
+    lines = cli._LogLines(clock=lambda: now[0])
+    lines("seeds", 3, 5)  # a resumed run: 3 seeds were already done
+    now[0] = 60.0
+    lines("seeds", 4, 5)
+    out = capsys.readouterr().err.strip().splitlines()
+    assert out == ["seeds: 3/5, 0s elapsed", "seeds: 4/5, 1m00s elapsed, ~1m00s left"]
