@@ -1,0 +1,163 @@
+"""The hostile-input findings of issue 15 that break no larger feature: each as the user met it, then the fix.
+
+Run folders (``fedsered.runfolder``): a config beside ``--out`` is never overwritten, two runs never share a folder,
+an unusable ``--out`` is one line before any work, a failed run leaves no ``results.json``. Synthetic sets and their
+metadata are one unit. An unknown client id under ``privacy.clients`` is refused before Ray starts. Corpus files
+that are not files, and ``Actor_`` folders that are not ``Actor_NN``, are reported instead of vanishing. A sweep cell
+file that is not a cell record is recomputed. ``--rescore`` of a broken audit folder is one line.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from test_distill import _one_thread  # noqa: F401  (autouse: one torch thread)
+from test_distill_cli import tiny as distill_tiny
+
+from fedsered.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = str(ROOT / "configs" / "default.yaml")
+LOCK_FILE = ".fedsered.lock"  # fedsered.LOCK_FILE
+
+
+def _args(cmd: str, config: str | Path, out: Path, overrides: list[str] | tuple[str, ...] = ()) -> list[str]:
+    args = [cmd, str(config), "--out", str(out)]
+    for kv in overrides:
+        args += ["--set", kv]
+    return args
+
+
+def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    """The one error line of the command that just failed (earlier commands' lines aside)."""
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if ": error: " in line]
+    assert "Traceback" not in err and len(errors) == 1, err
+    return errors[0]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# run folders
+
+
+def test_validate_never_overwrites_the_config_it_reads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config.yaml"
+    text = Path(DEFAULT).read_text() + "# my own notes\n"
+    config.write_text(text)
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate", "config.yaml", "--out", "."]) == 2
+    assert "config.yaml is the config this run reads" in _error_line(capsys)
+    assert config.read_text() == text and sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
+
+
+def test_a_hand_written_config_yaml_in_out_is_not_replaced(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text("seed: 3  # mine\n")
+    assert main(_args("validate", DEFAULT, out)) == 2
+    assert "was not written by fedsered" in _error_line(capsys)
+    assert (out / "config.yaml").read_text() == "seed: 3  # mine\n"
+
+
+def test_a_run_folder_fedsered_wrote_is_reused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(_args("validate", DEFAULT, out)) == 0
+    assert main(_args("validate", DEFAULT, out, ["seed=4"])) == 0  # a config.yaml of fedsered's: overwritten
+    assert "seed: 4" in (out / "config.yaml").read_text()
+    assert main(_args("validate", out / "config.yaml", out)) == 0  # reading it and writing it unchanged is fine
+    assert main(_args("validate", out / "config.yaml", out, ["seed=5"])) == 2  # changing the input is not
+    assert "is the config this run reads" in _error_line(capsys)
+
+
+def _hold_lock(out: Path) -> subprocess.Popen[str]:
+    code = (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(out / LOCK_FILE)!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "os.write(fd, f'{os.getpid()}\\n'.encode())\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+@pytest.mark.parametrize("cmd", ["distill", "train", "sweep", "simulate", "audit", "validate"])
+def test_a_second_run_on_the_same_out_is_refused_naming_the_pid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cmd: str
+) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = _hold_lock(out)
+    try:
+        start = time.monotonic()
+        assert main(_args(cmd, DEFAULT, out, distill_tiny(tmp_path))) == 2
+        assert time.monotonic() - start < 10  # refused before any work
+        line = _error_line(capsys)
+        assert f"--out {out}" in line and f"PID {holder.pid}" in line and "another fedsered run" in line
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (tmp_path / "cache").exists()
+    # the holder died: its lock is taken over without a question
+    assert main(_args("validate", DEFAULT, out)) == 0
+
+
+def test_a_stale_lock_file_of_a_dead_run_is_taken_over(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (out / LOCK_FILE).write_text(dead.stdout)
+    assert main(_args("validate", DEFAULT, out)) == 0
+    assert (out / "results.json").exists()
+
+
+@pytest.mark.parametrize("cmd", ["train", "distill", "sweep", "data"])
+@pytest.mark.parametrize("where", ["a file", "under a file", "not writable"])
+def test_an_unusable_out_is_one_line_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, cmd: str, where: str
+) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    out = {"a file": afile, "under a file": afile / "run", "not writable": tmp_path / "ro"}[where]
+    if where == "not writable":
+        out.mkdir()
+
+        def refuse(*args: object, **kwargs: object) -> tuple[int, str]:  # what a read-only folder answers
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    cache = tmp_path / "cache"  # distill_tiny's feature cache
+    start = time.monotonic()
+    assert main(_args(cmd, DEFAULT, out, distill_tiny(tmp_path))) == 2
+    assert time.monotonic() - start < 10
+    line = _error_line(capsys)
+    expected = {
+        "a file": "is a file, expected a folder",
+        "under a file": f"cannot create the folder ({afile} is a file)",
+        "not writable": "cannot write in this folder (Permission denied)",
+    }[where]
+    assert f"--out {out}: {expected}" in line
+    assert not cache.exists()  # nothing was computed
+
+
+def test_a_run_that_fails_leaves_no_results_json_of_an_earlier_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert main(_args("validate", DEFAULT, out)) == 0
+    assert json.loads((out / "results.json").read_text()) == {"valid": True}
+    # a selection method has no DP mechanism: distill fails before training, after the run has begun
+    failing = [*distill_tiny(tmp_path), "privacy.enabled=true", "distill.methods=[random]"]
+    assert main(_args("distill", DEFAULT, out, failing)) == 2
+    _error_line(capsys)
+    assert not (out / "results.json").exists()
