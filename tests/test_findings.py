@@ -16,11 +16,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_distill import _one_thread  # noqa: F401  (autouse: one torch thread)
 from test_distill_cli import tiny as distill_tiny
 
 from fedsered.cli import main
+from fedsered.distill import SyntheticSet, load_set, make_meta, save_set
+from fedsered.errors import PayloadError
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = str(ROOT / "configs" / "default.yaml")
@@ -161,3 +164,60 @@ def test_a_run_that_fails_leaves_no_results_json_of_an_earlier_run(
     assert main(_args("distill", DEFAULT, out, failing)) == 2
     _error_line(capsys)
     assert not (out / "results.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# synthetic sets
+
+
+def _set(value: float, **meta: object) -> SyntheticSet:
+    m = make_meta(method="dm", ipc=1, n_classes=2, features={}, init="random", client_id=None, **meta)
+    return SyntheticSet(x=np.full((2, 1, 4, 3), value, np.float32), y=np.array([0, 1]), meta=m)
+
+
+def test_a_set_that_cannot_be_saved_leaves_the_previous_pair_untouched(tmp_path: Path) -> None:
+    stem = tmp_path / "sets" / "dm_ipc1"
+    npz, js = save_set(stem, _set(1.0, sigma=1.1))
+    before = (npz.read_bytes(), js.read_bytes())
+    with pytest.raises(PayloadError, match=r"not JSON-serialisable.*nothing was written"):
+        save_set(stem, _set(2.0, sigma=float("inf")))
+    assert (npz.read_bytes(), js.read_bytes()) == before
+    assert load_set(stem).meta["sigma"] == 1.1
+
+
+def test_a_set_interrupted_between_its_files_never_pairs_with_old_metadata(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fedsered.distill import synthetic_set
+
+    stem = tmp_path / "dm_ipc1"
+    save_set(stem, _set(1.0, sigma=1.1))
+    real = synthetic_set.atomic_write_bytes
+
+    def crash_on_json(path: Path, data: bytes) -> Path:
+        if Path(path).suffix == ".json":
+            raise KeyboardInterrupt  # the run is killed after the .npz
+        return real(path, data)
+
+    monkeypatch.setattr(synthetic_set, "atomic_write_bytes", crash_on_json)
+    with pytest.raises(KeyboardInterrupt):
+        save_set(stem, _set(2.0, sigma=0.7))
+    monkeypatch.undo()
+    with pytest.raises(PayloadError, match=r"dm_ipc1\.json: file not found"):
+        load_set(stem)
+
+
+def test_a_stale_json_beside_a_new_npz_is_refused(tmp_path: Path) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    save_set(old, _set(1.0, sigma=1.1))
+    save_set(new, _set(2.0, sigma=0.7))
+    (tmp_path / "new.json").write_bytes((tmp_path / "old.json").read_bytes())
+    with pytest.raises(PayloadError, match=r"new\.json: metadata differs from the copy inside new\.npz"):
+        load_set(new)
+
+
+def test_sets_written_before_the_inner_copy_still_load(tmp_path: Path) -> None:
+    s = _set(1.0)
+    np.savez(tmp_path / "old.npz", x=s.x, y=s.y)
+    (tmp_path / "old.json").write_text(json.dumps(s.meta))
+    assert load_set(tmp_path / "old").meta == s.meta
