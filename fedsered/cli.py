@@ -307,7 +307,9 @@ def _simulate_seeds_table(summary: dict[str, Any]) -> Table:
 def cmd_simulate(args: argparse.Namespace, cfg: Config) -> int:
     from fedsered.experiments import seeds as multi
     from fedsered.experiments import simulate
+    from fedsered.federation.client import client_id
     from fedsered.federation.results import ComparisonResult
+    from fedsered.privacy.client import check_overrides
 
     refused = [p for p in ("synthetic", *cfg.federation.baselines) if p != "pooled" and p not in cfg.privacy.share]
     if refused:  # in simulation the YAML is the clients' own policy: say so before starting Ray
@@ -315,6 +317,7 @@ def cmd_simulate(args: argparse.Namespace, cfg: Config) -> int:
             f"federation.baselines / privacy.share: the simulated clients' policy does not allow {', '.join(refused)}; "
             "add them to privacy.share (each client would refuse them)"
         )
+    check_overrides(cfg.privacy, client_ids=[client_id(k) for k in range(cfg.federation.num_clients)])
     if args.seeds is not None:
         return _seeded(
             args, cfg, store=simulate.STORE, job=partial(simulate.simulate_seed, verbose=args.verbose),

@@ -221,3 +221,22 @@ def test_sets_written_before_the_inner_copy_still_load(tmp_path: Path) -> None:
     np.savez(tmp_path / "old.npz", x=s.x, y=s.y)
     (tmp_path / "old.json").write_text(json.dumps(s.meta))
     assert load_set(tmp_path / "old").meta == s.meta
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# privacy.clients
+
+
+def test_an_unknown_client_id_is_refused_before_ray_starts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    start = time.monotonic()
+    rc = main(_args("simulate", DEFAULT, tmp_path / "run", ['privacy.clients={"3": {target_epsilon: 2.0}}']))
+    assert rc == 2 and time.monotonic() - start < 10
+    line = _error_line(capsys)
+    assert "privacy.clients.3: no client '3'" in line and "client-0, client-1, client-2, ..., client-7" in line
+    assert not (tmp_path / "run").exists()  # the folder it created for nothing is gone again
+
+
+def test_the_readme_privacy_clients_example_names_a_real_client() -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index("  clients:                 # per-client overrides") :].splitlines()[1]
+    assert block.strip().startswith("client-3:")
