@@ -10,6 +10,7 @@ file that is not a cell record is recomputed. ``--rescore`` of a broken audit fo
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -20,8 +21,10 @@ import numpy as np
 import pytest
 from test_distill import _one_thread  # noqa: F401  (autouse: one torch thread)
 from test_distill_cli import tiny as distill_tiny
+from wavtrees import write_ravdess_tree
 
 from fedsered.cli import main
+from fedsered.data.corpora import scan_corpus
 from fedsered.distill import SyntheticSet, load_set, make_meta, save_set
 from fedsered.errors import PayloadError
 
@@ -240,3 +243,52 @@ def test_the_readme_privacy_clients_example_names_a_real_client() -> None:
     readme = (ROOT / "README.md").read_text()
     block = readme[readme.index("  clients:                 # per-client overrides") :].splitlines()[1]
     assert block.strip().startswith("client-3:")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# corpus files that are not files
+
+
+def _ravdess_with(tmp_path: Path) -> tuple[Path, list[Path]]:
+    root = tmp_path / "ravdess"
+    paths = write_ravdess_tree(root, actors=(1, 2), emotions=("neutral", "happy"), n_per=1)
+    return root, paths
+
+
+def test_a_clip_replaced_by_a_folder_or_a_looping_link_is_reported(tmp_path: Path) -> None:
+    root, paths = _ravdess_with(tmp_path)
+    folder, loop = paths[0], paths[1]
+    folder.unlink()
+    folder.mkdir()
+    loop.unlink()
+    loop.symlink_to(loop.name)  # a link to itself
+    scan = scan_corpus("ravdess", root)
+    assert len(scan.entries) == len(paths) - 2
+    reasons = {Path(b.path).name: b.reason for b in scan.bad}
+    assert reasons[folder.name] == "a folder, not an audio file"
+    assert reasons[loop.name].startswith("a symbolic link that cannot be followed")
+
+
+def test_an_actor_folder_with_a_non_utf8_name_is_reported(tmp_path: Path) -> None:
+    root, _ = _ravdess_with(tmp_path)
+    actor = root / "Actor_02"
+    odd = os.path.join(os.fsencode(root), b"Actor_\xe902")
+    os.rename(os.fsencode(actor), odd)
+    scan = scan_corpus("ravdess", root)
+    assert {e.speaker for e in scan.entries} == {"ravdess_01"}
+    [bad] = scan.bad
+    assert bad.path == f"{root}/Actor_\\xe902" and "its 2 wav file(s) were not read" in bad.reason
+    bad.path.encode("utf-8")  # printable: no lone surrogates
+
+
+def test_non_files_count_as_skipped_when_loading(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root, paths = _ravdess_with(tmp_path)
+    paths[0].unlink()
+    paths[0].mkdir()
+    common = [f"data.path={root}", "data.corpus=ravdess", "data.emotions=[neutral, happy]", "data.test_speakers=0.5",
+              f"features.cache_dir={tmp_path / 'cache'}", "federation.num_clients=1"]  # fmt: skip
+    assert main(_args("data", DEFAULT, tmp_path / "strict", common)) == 2
+    assert f"{paths[0]}: a folder, not an audio file" in _error_line(capsys)
+    assert main(_args("data", DEFAULT, tmp_path / "run", [*common, "data.on_bad_file=skip"])) == 0
+    summary = json.loads((tmp_path / "run" / "results.json").read_text())["summary"]
+    assert summary["skipped"] == 1 and summary["utterances"] == len(paths) - 1
