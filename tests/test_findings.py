@@ -292,3 +292,28 @@ def test_non_files_count_as_skipped_when_loading(tmp_path: Path, capsys: pytest.
     assert main(_args("data", DEFAULT, tmp_path / "run", [*common, "data.on_bad_file=skip"])) == 0
     summary = json.loads((tmp_path / "run" / "results.json").read_text())["summary"]
     assert summary["skipped"] == 1 and summary["utterances"] == len(paths) - 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# sweep cells
+
+
+@pytest.mark.parametrize("content", ["null", "[]", "{}", '{"method": "random"}', "{trunc"])
+def test_a_sweep_cell_file_that_is_not_a_record_is_recomputed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str
+) -> None:
+    out = tmp_path / "sweep"
+    overrides = [kv for kv in distill_tiny(tmp_path) if not kv.startswith("distill.")] + [
+        "distill.eval_epochs=2", "distill.eval_random_inits=0", "sweep.methods=[dm]", "sweep.epsilons=[inf]",
+        "sweep.seeds=[0]", "sweep.ipc=1", "sweep.baselines=[random]", "sweep.full_data=false",
+        "distill.dm_iterations=2",
+    ]  # fmt: skip
+    assert main(_args("sweep", DEFAULT, out, overrides)) == 0
+    cell = out / "cells" / "random_epsinf_seed0.json"
+    good = json.loads(cell.read_text())
+    cell.write_text(content)
+    capsys.readouterr()
+    assert main(_args("sweep", DEFAULT, out, overrides)) == 0
+    assert "cells: 1 run, 1 resumed" in capsys.readouterr().out
+    assert json.loads(cell.read_text())["uar_fixed_init"] == good["uar_fixed_init"]
+    assert json.loads((out / "results.json").read_text())["cells"][0]["method"] == "random"
