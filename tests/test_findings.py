@@ -317,3 +317,37 @@ def test_a_sweep_cell_file_that_is_not_a_record_is_recomputed(
     assert "cells: 1 run, 1 resumed" in capsys.readouterr().out
     assert json.loads(cell.read_text())["uar_fixed_init"] == good["uar_fixed_init"]
     assert json.loads((out / "results.json").read_text())["cells"][0]["method"] == "random"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# python -m privacy_audits.run --rescore on a broken folder
+
+
+def _rescore(folder: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "privacy_audits.run", "--rescore", str(folder)], capture_output=True, text=True,
+        cwd=ROOT, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+
+
+def test_rescore_of_a_truncated_results_json_or_corrupt_scores_is_one_line(tmp_path: Path) -> None:
+    folder = tmp_path / "audit"
+    assert main(_args("validate", DEFAULT, folder)) == 0  # a config.yaml
+    entry = dict.fromkeys(("uar", "uar_std", "epsilon_accounted", "bytes_up_total", "runs", "cpu_s"), 0.0)
+    results = {"pipelines": {"raw_sharing": entry}, "scores": {"raw_sharing": "scores/raw_sharing.npz"},
+               "settings": {}, "command": "fedsered audit"}  # fmt: skip
+    text = json.dumps(results)
+    (folder / "scores").mkdir()
+    (folder / "scores" / "raw_sharing.npz").write_bytes(b"PK\x03\x04 not a zip")
+    cases = {
+        text[: len(text) // 2]: "results.json: not a readable audit results.json",
+        "[]": "results.json: not the results.json of an audit",
+        json.dumps({**results, "scores": {}}): "pipeline 'raw_sharing' lacks its entries or scores file",
+        text: "raw_sharing.npz: not a readable scores file of an audit",
+    }
+    for content, message in cases.items():
+        (folder / "results.json").write_text(content)
+        done = _rescore(folder)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        [line] = done.stderr.strip().splitlines()
+        assert message in line, line
