@@ -1,10 +1,11 @@
 """The ``fedsered`` command line: one entry point, one subcommand per job.
 
 Every subcommand takes ``CONFIG``, repeatable ``--set a.b=value`` overrides (values parsed as YAML) and ``--out DIR``;
-it writes ``DIR/config.yaml`` (resolved) and ``DIR/results.json`` atomically. A ``FedseredError`` becomes one line on
-stderr and exit code 2; anything else is a bug and keeps its traceback. ``train``, ``distill`` and ``simulate`` also
-take ``--seeds`` (``fedsered.experiments.seeds``): one resumable run per seed under ``DIR/seeds/``, a summary table
-over the seeds, and ``DIR/results.csv``.
+it writes ``DIR/config.yaml`` (resolved) and ``DIR/results.json`` atomically, and holds ``DIR`` while it runs
+(``fedsered.runfolder``: checked before any work, locked, no stale ``results.json``, no hand-written file replaced).
+A ``FedseredError`` becomes one line on stderr and exit code 2; anything else is a bug and keeps its traceback.
+``train``, ``distill`` and ``simulate`` also take ``--seeds`` (``fedsered.experiments.seeds``): one resumable run per
+seed under ``DIR/seeds/``, a summary table over the seeds, and ``DIR/results.csv``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from rich.table import Table
 from fedsered.config import Config, load_config
 from fedsered.errors import ConfigError, FedseredError
 from fedsered.io import atomic_write_json, atomic_write_text
+from fedsered.runfolder import claim
 
 if TYPE_CHECKING:
     from fedsered.experiments.seeds import SeedJob, SeedStore
@@ -343,7 +345,9 @@ def _simulate_seeds_table(summary: dict[str, Any]) -> Table:
 def cmd_simulate(args: argparse.Namespace, cfg: Config) -> int:
     from fedsered.experiments import seeds as multi
     from fedsered.experiments import simulate
+    from fedsered.federation.client import client_id
     from fedsered.federation.results import ComparisonResult
+    from fedsered.privacy.client import check_overrides
 
     refused = [p for p in ("synthetic", *cfg.federation.baselines) if p != "pooled" and p not in cfg.privacy.share]
     if refused:  # in simulation the YAML is the clients' own policy: say so before starting Ray
@@ -351,6 +355,7 @@ def cmd_simulate(args: argparse.Namespace, cfg: Config) -> int:
             f"federation.baselines / privacy.share: the simulated clients' policy does not allow {', '.join(refused)}; "
             "add them to privacy.share (each client would refuse them)"
         )
+    check_overrides(cfg.privacy, client_ids=[client_id(k) for k in range(cfg.federation.num_clients)])
     if args.seeds is not None:
         return _seeded(
             args, cfg, store=simulate.STORE, job=partial(simulate.simulate_seed, verbose=args.verbose),
@@ -485,7 +490,10 @@ def main(argv: list[str] | None = None) -> int:
     handler, _ = COMMANDS[args.command]
     try:
         cfg = load_config(args.config, args.overrides)
-        return handler(args, cfg)
+        if args.command == "validate" and not args.out:  # validate writes a run folder only when asked to
+            return handler(args, cfg)
+        with claim(_out_dir(args, cfg), config_path=args.config, config_text=cfg.to_yaml()):
+            return handler(args, cfg)
     except FedseredError as exc:
         print(f"fedsered {args.command}: error: {exc}", file=sys.stderr)
         return 2

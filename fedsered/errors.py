@@ -24,5 +24,10 @@ class PrivacyBudgetError(FedseredError):
     """A privacy release would exceed a budget, or a DP setting cannot be met."""
 
 
+class OutputError(FedseredError):
+    """A run folder (``--out``) cannot be used: not a folder, not writable, held by another run, or holding a file
+    fedsered did not write where it would write one."""
+
+
 class PayloadError(FedseredError):
     """A shared artefact (synthetic set, model) failed validation."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from fedsered.config import Config
 from fedsered.data.dataset import Dataset
+from fedsered.errors import DataError, FedseredError
 from fedsered.io import atomic_write_bytes, atomic_write_json
 from fedsered.resume import check_resume, config_digest
 from privacy_audits.evaluate import (
@@ -169,8 +171,19 @@ def finish(
 
 
 def load_scores(path: Path) -> TargetScores:
-    """The ``TargetScores`` saved by ``save_scores`` (real audited examples first, then canaries)."""
-    with np.load(path) as z:
+    """The ``TargetScores`` saved by ``save_scores`` (real audited examples first, then canaries).
+
+    Raises:
+        DataError: the file is missing, truncated, corrupt or lacks an array ``save_scores`` writes (one line).
+    """
+    try:
+        return _read_scores(path)
+    except (OSError, ValueError, KeyError, IndexError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: not a readable scores file of an audit ({exc.__class__.__name__}: {exc})") from None
+
+
+def _read_scores(path: Path) -> TargetScores:
+    with np.load(path, allow_pickle=False) as z:
         key = "matrix_" if "matrix_member" in z.files else ""  # files from before the replay attack: no prefix
         n_runs = int(z[f"{key}run"].max()) + 1 if len(z[f"{key}run"]) else 1
         member = np.concatenate([z[f"{key}member"].reshape(-1, n_runs), z["canary_member"].reshape(-1, n_runs)])
@@ -189,16 +202,39 @@ def load_scores(path: Path) -> TargetScores:
     return TargetScores(scores=scores, member=member, is_canary=is_canary, replay=replay, rmia_offline_a=a)
 
 
+KEPT: tuple[str, ...] = ("uar", "uar_std", "epsilon_accounted", "bytes_up_total", "runs", "cpu_s")
+"""What ``rescore`` keeps of each pipeline's entry (the runs' utility, bytes and accounted ε; and the one-run
+audit's result, when there is one)."""
+
+
+def _audit_results(path: Path) -> dict[str, Any]:
+    """An audit's ``results.json``, checked to hold what ``rescore`` reads (else one ``DataError``)."""
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable audit results.json ({exc}); run fedsered audit again") from None
+    ok = isinstance(results, dict) and all(k in results for k in ("pipelines", "scores", "settings", "command"))
+    ok = ok and isinstance(results["pipelines"], dict) and isinstance(results["scores"], dict)
+    bad = [] if not ok else [
+        name for name, entry in results["pipelines"].items()
+        if not (isinstance(entry, dict) and all(k in entry for k in KEPT)
+                and isinstance(results["scores"].get(name), str))
+    ]  # fmt: skip
+    if not ok or bad:
+        what = f"pipeline {bad[0]!r} lacks its entries or scores file" if bad else "lacks pipelines, scores, settings"
+        raise DataError(f"{path}: not the results.json of an audit ({what}); run fedsered audit again")
+    return results
+
+
 def rescore(out_dir: Path, cfg: Config) -> dict[str, Any]:
     """Recompute every attack metric, figure and the report of a finished audit from its saved scores
     (``DIR/scores/*.npz``) and its ``results.json`` (utility, bytes and accounted ε of the runs are kept); rewrites
     ``results.json`` atomically and returns it."""
-    results = json.loads((out_dir / "results.json").read_text(encoding="utf-8"))
+    results = _audit_results(out_dir / "results.json")
     pipelines, curves = {}, {}
     for name, old in results["pipelines"].items():
         ts = load_scores(out_dir / results["scores"][name])
-        keep = {k: old[k] for k in ("uar", "uar_std", "epsilon_accounted", "bytes_up_total", "runs", "cpu_s",
-                                    "one_run") if k in old}  # fmt: skip
+        keep = {k: old[k] for k in (*KEPT, "one_run") if k in old}
         pipelines[name] = {**keep, **attack_metrics(ts, cfg.audit)}
         fpr, tpr = roc_points(ts, pipelines[name]["headline_attack"])
         curves[name] = (fpr, tpr, pipelines[name]["headline_attack"])
@@ -211,10 +247,15 @@ def rescore(out_dir: Path, cfg: Config) -> dict[str, Any]:
 
 if __name__ == "__main__":  # python -m privacy_audits.run --rescore DIR
     import argparse
+    import sys
 
     from fedsered.config import load_config
 
     parser = argparse.ArgumentParser(description="recompute an audit's metrics and report from its saved scores")
     parser.add_argument("--rescore", metavar="DIR", required=True, type=Path)
     ns = parser.parse_args()
-    rescore(ns.rescore, load_config(ns.rescore / "config.yaml"))
+    try:
+        rescore(ns.rescore, load_config(ns.rescore / "config.yaml"))
+    except FedseredError as exc:
+        print(f"python -m privacy_audits.run --rescore: error: {exc}", file=sys.stderr)
+        sys.exit(2)

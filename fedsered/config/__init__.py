@@ -3,7 +3,7 @@ names every other module derives from) and ``loading`` (the one guarded parser o
 overrides and text from another party). Import from here.
 """
 
-from fedsered.config.loading import apply_override, config_from_dict, config_from_text, load_config
+from fedsered.config.loading import apply_override, config_from_dict, config_from_text, is_resolved_yaml, load_config
 from fedsered.config.schema import (
     MAX_CONFIG_BYTES,
     MAX_DEPTH,
@@ -65,5 +65,6 @@ __all__ = [
     "apply_override",
     "config_from_dict",
     "config_from_text",
+    "is_resolved_yaml",
     "load_config",
 ]

@@ -204,6 +204,19 @@ def config_from_text(text: str, *, source: str) -> Config:
     return config_from_dict(_tree_of(text, source), source=source)
 
 
+def is_resolved_yaml(text: str) -> bool:
+    """Whether ``text`` is exactly what ``Config.to_yaml`` writes: ``yaml.safe_dump`` of its own tree, keys in order.
+
+    True for every ``config.yaml`` fedsered wrote, of any version (the test needs no schema); false for a file written
+    by hand (comments, another layout or quoting) and for text that is not YAML or over the parser's limits.
+    """
+    try:
+        tree = _parse_yaml(text, "<config.yaml>")
+    except ConfigError:
+        return False
+    return isinstance(tree, dict) and yaml.safe_dump(tree, sort_keys=False) == text
+
+
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read, override and validate a config.
 

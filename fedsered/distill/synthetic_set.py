@@ -1,8 +1,12 @@
 """The synthetic set: the only thing a client shares. Its file format, and its validation on every load and arrival.
 
-On disk a set is two files with one stem: ``<stem>.npz`` (arrays ``x`` and ``y``, no pickles) and ``<stem>.json``
-(metadata). Both are written atomically. ``load_set`` and ``validate_set`` turn every defect (missing or corrupt
-file, wrong dtype or shape, non-finite values, labels out of range, missing metadata, too large) into one
+On disk a set is two files with one stem: ``<stem>.npz`` (arrays ``x`` and ``y``, no pickles, and the metadata as its
+member ``meta.json``) and ``<stem>.json`` (the same metadata, readable). They are one unit: ``save_set`` serialises the
+metadata before touching either file, removes the old ``.json``, then writes the ``.npz`` and the ``.json`` atomically,
+so an interruption leaves a set without its ``.json`` (an error on load), never an ``.npz`` beside the metadata of
+another set; ``load_set`` refuses a ``.json`` that differs from the copy inside the ``.npz`` (sets written before the
+copy existed are read from their ``.json`` alone). ``load_set`` and ``validate_set`` turn every defect (missing or
+corrupt file, wrong dtype or shape, non-finite values, labels out of range, missing metadata, too large) into one
 ``PayloadError`` that names the file and what was expected — never a traceback.
 """
 
@@ -19,10 +23,16 @@ import numpy as np
 
 from fedsered import __version__
 from fedsered.errors import PayloadError
-from fedsered.io import atomic_write_bytes, atomic_write_json
+from fedsered.io import atomic_write_bytes
 
 REQUIRED_META: tuple[str, ...] = ("method", "ipc", "n_classes", "features", "init", "client_id", "privacy", "version")
 """Metadata keys every synthetic set carries (see ``make_meta``)."""
+
+META_MEMBER = "meta.json"
+"""The member of a set's ``.npz`` that holds its metadata (UTF-8 JSON, byte for byte the ``.json`` beside it)."""
+
+MAX_META_BYTES = 16 * 2**20
+"""Size cap of the metadata inside a set's ``.npz`` (loss histories included it is kilobytes)."""
 
 DEFAULT_MAX_BYTES = 256 * 2**20
 """Size cap of ``x`` plus ``y`` when the caller gives none (256 MiB: far above any sensible synthetic set)."""
@@ -94,7 +104,10 @@ def make_meta(
 
 
 def save_set(path_stem: str | Path, s: SyntheticSet) -> tuple[Path, Path]:
-    """Write ``<stem>.npz`` (x, y) and ``<stem>.json`` (meta), each atomically; the set is validated first.
+    """Write ``<stem>.npz`` (x, y, meta) and ``<stem>.json`` (meta) as one unit (module docstring).
+
+    The set is validated and its metadata serialised first: a set that cannot be saved leaves the files of the
+    previous one at ``path_stem`` untouched.
 
     Args:
         path_stem: destination without suffix (parent folders are created).
@@ -102,17 +115,24 @@ def save_set(path_stem: str | Path, s: SyntheticSet) -> tuple[Path, Path]:
 
     Returns:
         The two paths written (npz, json).
+
+    Raises:
+        PayloadError: the set is invalid or its metadata is not JSON (NaN and infinity included).
     """
     stem = Path(path_stem)
     npz_path, json_path = stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
     validate_set(s, n_classes=None, expected_shape=None, max_bytes=None, source=str(stem))
+    try:
+        meta = (json.dumps(s.meta, indent=2, allow_nan=False) + "\n").encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise PayloadError(f"{json_path}: metadata is not JSON-serialisable ({exc}); nothing was written") from None
     buf = io.BytesIO()
     np.savez(buf, x=np.ascontiguousarray(s.x), y=np.ascontiguousarray(s.y))
+    with zipfile.ZipFile(buf, "a") as zf:
+        zf.writestr(META_MEMBER, meta)
+    json_path.unlink(missing_ok=True)  # never beside an .npz it does not describe, even for a moment
     atomic_write_bytes(npz_path, buf.getvalue())
-    try:
-        atomic_write_json(json_path, s.meta)
-    except (TypeError, ValueError) as exc:
-        raise PayloadError(f"{json_path}: metadata is not JSON-serialisable ({exc})") from None
+    atomic_write_bytes(json_path, meta)
     return npz_path, json_path
 
 
@@ -132,8 +152,9 @@ def _npy_header(zf: zipfile.ZipFile, name: str, source: Path) -> tuple[tuple[int
     return tuple(int(d) for d in shape), np.dtype(dtype)
 
 
-def _read_arrays(npz_path: Path, *, max_bytes: int) -> tuple[np.ndarray, np.ndarray]:
-    """``x`` and ``y`` from an npz, after checking names, header dtypes and sizes (no pickles, no zip bombs)."""
+def _read_arrays(npz_path: Path, *, max_bytes: int) -> tuple[np.ndarray, np.ndarray, bytes | None]:
+    """``x``, ``y`` and the metadata copy (``None`` in sets written before it) from an npz, after checking names,
+    header dtypes and sizes (no pickles, no zip bombs)."""
     if not npz_path.is_file():
         raise PayloadError(f"{npz_path}: file not found (a synthetic set needs <stem>.npz and <stem>.json)")
     try:
@@ -142,6 +163,15 @@ def _read_arrays(npz_path: Path, *, max_bytes: int) -> tuple[np.ndarray, np.ndar
         raise PayloadError(f"{npz_path}: not a readable .npz archive ({exc})") from None
     with zf:
         names = set(zf.namelist())
+        meta: bytes | None = None
+        if META_MEMBER in names:
+            names.discard(META_MEMBER)
+            if zf.getinfo(META_MEMBER).file_size > MAX_META_BYTES:
+                raise PayloadError(f"{npz_path}: its {META_MEMBER} is over {MAX_META_BYTES} bytes")
+            try:
+                meta = zf.read(META_MEMBER)
+            except (OSError, zipfile.BadZipFile, EOFError) as exc:
+                raise PayloadError(f"{npz_path}: corrupt {META_MEMBER} ({exc.__class__.__name__}: {exc})") from None
         if names != {"x.npy", "y.npy"}:
             raise PayloadError(f"{npz_path}: expected exactly the arrays x and y, found {sorted(names)}")
         total = 0
@@ -156,7 +186,14 @@ def _read_arrays(npz_path: Path, *, max_bytes: int) -> tuple[np.ndarray, np.ndar
             arrays = {name[:-4]: np.load(io.BytesIO(zf.read(name)), allow_pickle=False) for name in ("x.npy", "y.npy")}
         except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
             raise PayloadError(f"{npz_path}: corrupt array data ({exc.__class__.__name__}: {exc})") from None
-    return arrays["x"], arrays["y"]
+    return arrays["x"], arrays["y"], meta
+
+
+def _parse_meta(raw: bytes) -> Any:
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
 
 
 def _read_meta(json_path: Path) -> dict[str, Any]:
@@ -195,10 +232,15 @@ def load_set(
     stem = Path(path_stem)
     npz_path, json_path = stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
     cap = DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
-    x, y = _read_arrays(npz_path, max_bytes=cap)
+    x, y, inner = _read_arrays(npz_path, max_bytes=cap)
     meta = _read_meta(json_path)
     s = SyntheticSet(x=x, y=y, meta=meta)
     _check_meta(meta, n_classes=n_classes, source=str(json_path))
+    if inner is not None and _parse_meta(inner) != meta:
+        raise PayloadError(
+            f"{json_path}: metadata differs from the copy inside {npz_path.name} (a file left by another run?); "
+            "save the set again"
+        )
     _check_arrays(s, n_classes=n_classes, expected_shape=expected_shape, max_bytes=cap, source=str(npz_path))
     return s
 

@@ -5,10 +5,11 @@ that per-release ε (``privacy`` section: δ, C, accountant, sample rate), or wi
 the set on the held-out test speakers with the ``distill.eval_*`` protocol. Reference cells: the ``sweep.baselines``
 selections and (``sweep.full_data``) the model trained on all real training data, once per seed.
 
-Each finished cell is one JSON file under ``DIR/cells/`` written atomically, so an interrupted sweep resumes
-without redoing finished cells; ``DIR/sweep.json`` records a fingerprint of everything a cell depends on (the
-config without the grid itself), and resuming under another config is refused (``fedsered.resume``). ``summarise``
-turns the cells into ``results.json`` / ``results.csv`` rows and the retention of non-DP UAR per ε;
+Each finished cell is one JSON file under ``DIR/cells/`` written atomically, so an interrupted sweep resumes without
+redoing finished cells (a cell file that is not a finished record of its cell — ``null``, ``[]``, ``{}``, truncated,
+another cell's — is recomputed); ``DIR/sweep.json`` records a fingerprint of everything a cell depends on (the config
+without the grid itself), and resuming under another config is refused (``fedsered.resume``). ``summarise`` turns the
+cells into ``results.json`` / ``results.csv`` rows and the retention of non-DP UAR per ε;
 ``fedsered.experiments.sweep_plot`` draws the curve.
 """
 
@@ -128,6 +129,27 @@ def run_cell(cfg: Config, data: Dataset, cell: Cell, *, progress: Callable[[int,
     }
 
 
+CELL_KEYS: tuple[str, ...] = (
+    "method", "epsilon", "seed", "uar_fixed_init", "uar_random_init", "uar_random_init_std", "seconds", "privacy",
+)  # fmt: skip
+"""The keys of every cell record (``run_cell``)."""
+
+
+def _finished_cell(path: Path, cell: Cell) -> dict[str, Any] | None:
+    """The record in ``path`` if it is a finished record of ``cell``; ``None`` (recompute) for a missing file, or one
+    that is not such a record (cannot happen with atomic writes: a file edited or truncated by hand)."""
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # missing, unreadable, not UTF-8, not JSON
+        return None
+    if not isinstance(rec, dict) or any(k not in rec for k in CELL_KEYS):
+        return None
+    epsilon = None if math.isinf(cell.epsilon) else cell.epsilon
+    if (rec["method"], rec["epsilon"], rec["seed"]) != (cell.method, epsilon, cell.seed):
+        return None
+    return rec if isinstance(rec["uar_fixed_init"], int | float) else None
+
+
 def run_sweep(
     cfg: Config, data: Dataset, *, out_dir: str | Path, progress: StageProgress | None = None
 ) -> dict[str, Any]:
@@ -156,13 +178,11 @@ def run_sweep(
         if progress is not None:
             progress("sweep", i, len(cells))
         path = out_dir / "cells" / f"{cell.key}.json"
-        if path.exists():
-            try:
-                records.append(json.loads(path.read_text(encoding="utf-8")))
-                resumed += 1
-                continue
-            except ValueError:
-                pass  # cannot happen with atomic writes; a hand-edited file is recomputed
+        done = _finished_cell(path, cell)
+        if done is not None:
+            records.append(done)
+            resumed += 1
+            continue
         cb = (lambda d, t, _k=cell.key: progress(_k, d, t)) if progress is not None else None
         rec = run_cell(cfg, data, cell, progress=cb)
         atomic_write_json(path, rec)

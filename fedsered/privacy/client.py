@@ -108,9 +108,8 @@ def client_privacy(cfg: PrivacyConfig, *, client_id: str | None, n_local: int) -
 
 def check_overrides(cfg: PrivacyConfig, *, client_ids: Iterable[str]) -> None:
     """Raise ``ConfigError`` for a ``privacy.clients`` key that names no client of the run."""
-    known = {str(c) for c in client_ids}
+    known = [str(c) for c in client_ids]
+    ids = ", ".join(known) if len(known) <= 6 else f"{', '.join(known[:3])}, ..., {known[-1]} ({len(known)} clients)"
     for cid in cfg.clients:
         if cid not in known:
-            raise ConfigError(
-                f"privacy.clients.{cid}: no client {cid!r} in this run; clients are {', '.join(sorted(known))}"
-            )
+            raise ConfigError(f"privacy.clients.{cid}: no client {cid!r} in this run; clients are {ids}")

@@ -17,6 +17,7 @@ EXCLUDED_NOT_AUDIO_ONLY = "(ravdess audio-video)"
 """Keys of ``AudioCorpus.excluded`` for RAVDESS files that are not audio-only speech (not bad input)."""
 
 _RAVDESS_ACTOR_DIR = re.compile(r"^Actor_(\d{2})$")
+_ACTOR_PREFIX = re.compile(r"^Actor_", re.IGNORECASE)
 _RAVDESS_NAME = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
 
 
@@ -25,11 +26,16 @@ def _has_ravdess_actors(folder: Path) -> bool:
 
 
 def _ravdess_wavs(root: Path) -> list[Path]:
-    return [f for actor in subdirs(root, _RAVDESS_ACTOR_DIR) for f in wav_files(actor)]
+    """The wavs of every ``Actor_NN`` folder, and the other ``Actor_*`` folders themselves (bad input, reported)."""
+    odd = [d for d in subdirs(root, _ACTOR_PREFIX) if not _RAVDESS_ACTOR_DIR.match(d.name)]
+    return [*odd, *(f for actor in subdirs(root, _RAVDESS_ACTOR_DIR) for f in wav_files(actor))]
 
 
 def _parse_ravdess(path: Path) -> Entry | Excluded:
     """Parse ``Actor_NN/MM-VV-EE-II-SS-RR-AA.wav``; songs and video are ``Excluded``; raises ``BadNameError``."""
+    if _ACTOR_PREFIX.match(path.name) and path.is_dir():
+        n = len(wav_files(path))
+        raise BadNameError(f"folder name is not Actor_NN (two digits, UTF-8); its {n} wav file(s) were not read")
     match = _RAVDESS_NAME.match(path.stem)
     if match is None:
         raise BadNameError("file name does not match RAVDESS MM-VV-EE-II-SS-RR-AA.wav")

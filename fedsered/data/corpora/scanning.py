@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -80,12 +81,33 @@ class Excluded:
 
 
 def _is_wav(path: Path) -> bool:
-    return path.suffix.lower() == ".wav" and not path.name.startswith(".") and path.is_file()
+    return path.suffix.lower() == ".wav" and not path.name.startswith(".")
 
 
 def wav_files(folder: Path) -> list[Path]:
-    """The ``.wav`` files directly in ``folder`` (any case, hidden ones ignored), sorted by name."""
+    """The ``.wav`` names directly in ``folder`` (any case, hidden ones ignored), sorted by name — folders, broken
+    links and other non-files among them too: ``_collect`` reports those as bad files instead of losing them."""
     return sorted(p for p in folder.iterdir() if _is_wav(p))
+
+
+def shown(path: Path | str) -> str:
+    """``path`` as printable text: bytes of a name that is not UTF-8 appear as ``\\xNN`` escapes."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def not_a_file(path: Path) -> str | None:
+    """Why ``path`` is not a regular file that can be read as audio, or ``None`` when it is one."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        if path.is_symlink():
+            return f"a symbolic link that cannot be followed ({exc.strerror or exc})"
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISDIR(st.st_mode):
+        return "a folder, not an audio file"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    return None
 
 
 def subdirs(folder: Path, pattern: re.Pattern[str] | None = None) -> list[Path]:
@@ -127,8 +149,11 @@ def _collect(files: Iterable[Path], parse: Callable[[Path], Entry | Excluded]) -
     for path in files:
         try:
             parsed = parse(path)
+            problem = None if isinstance(parsed, Excluded) else not_a_file(path)
+            if problem is not None:
+                raise BadNameError(problem)
         except BadNameError as exc:
-            bad.append(SkippedFile(str(path), exc.reason))
+            bad.append(SkippedFile(shown(path), exc.reason))
             continue
         if isinstance(parsed, Excluded):
             excluded[parsed.key] += 1
