@@ -15,6 +15,13 @@ stays within minutes: the embedded corpus at 12 speakers × 60 utterances split 
   the tree; the same overhead split in CPU seconds (tree CPU − clients' CPU for data load and distillation − the
   server thread's CPU for data, aggregation and training), which a machine shared with other jobs does not distort.
 
+With ``--faulty SHARE`` (e.g. 0.25) every ``1/SHARE``-th client misbehaves, cycling through every kind of
+``simulations.faults`` (raising, hanging past the round timeout, NaN, wrong shape, oversized, wrong client id,
+malformed privacy object; one hanging client, see ``fault_plan``); the round timeout is ``--round-timeout`` seconds and
+the hanging client sleeps 60 s past it.
+Printed besides: the clients per status (ok / failed / rejected / timeout) and the simulation's wall time against
+the timeout (a hanging client must not hold the round past it).
+
 Run: ``.venv/bin/python benchmarks/scaling.py`` (``--clients 8 64`` for fewer sizes; ``--out DIR`` for the runs).
 """
 
@@ -31,6 +38,8 @@ from typing import Any
 import psutil
 
 from fedsered.config import Config, load_config
+from simulations.client_app import build_client_app
+from simulations.faults import FAULTS, fault_mod
 from simulations.runner import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,13 +88,25 @@ class TreeSampler:
         self.cpu = sum(self._seen.values())
 
 
-def measure(n: int, *, out: Path, cfg_base: list[str]) -> dict[str, Any]:
-    cfg: Config = load_config(ROOT / "configs" / "default.yaml", [*cfg_base, f"federation.num_clients={n}"])
-    run = out / f"clients-{n}"
+def fault_plan(n: int, share: float) -> dict[int, str]:
+    """Every ``round(1/share)``-th partition gets a fault, the kinds in turn — one ``sleep`` (hanging) client only: in
+    simulation a hanging client holds one of the few Ray actors until it wakes, so more hanging clients than actors
+    would stall the healthy ones behind them (on real devices each hangs alone)."""
+    step = max(1, round(1 / share))
+    others = [f for f in FAULTS if f != "sleep"]
+    return {k: "sleep" if i == 1 else others[i % len(others)] for i, k in enumerate(range(0, n, step))}
+
+
+def measure(n: int, *, out: Path, cfg_base: list[str], faulty: float = 0.0, timeout: float = 60.0) -> dict[str, Any]:
+    extra = [f"federation.round_timeout_s={timeout}"] if faulty else []
+    cfg: Config = load_config(ROOT / "configs" / "default.yaml", [*cfg_base, f"federation.num_clients={n}", *extra])
+    run = out / (f"clients-{n}-faulty" if faulty else f"clients-{n}")
     run.mkdir(parents=True, exist_ok=True)
     (run / "config.yaml").write_text(cfg.to_yaml())
+    faults = fault_plan(n, faulty) if faulty else {}
+    app = build_client_app(mods=[fault_mod(faults, sleep_s=timeout + 60.0)]) if faults else None
     with TreeSampler() as tree:
-        runtime = simulate(cfg, config_path=run / "config.yaml", out=run)
+        runtime = simulate(cfg, config_path=run / "config.yaml", out=run, client_app=app)
     res = json.loads((run / "results.json").read_text())
     wall = runtime["wall_seconds"]
     ok = [c for c in res["clients"] if c["status"] == "ok"]
@@ -99,6 +120,7 @@ def measure(n: int, *, out: Path, cfg_base: list[str]) -> dict[str, Any]:
     server_cpu = res["phases"].get("data_cpu_seconds", 0.0)
     server_cpu += sum(r.get("server_cpu_seconds", 0.0) for r in res["rounds"])
     overhead_cpu = tree.cpu - client_cpu - server_cpu
+    statuses = {s: sum(c["status"] == s for c in res["clients"]) for s in sorted({c["status"] for c in res["clients"]})}
     return {
         "clients": n, "ok": len(ok), "wall_s": wall, "wall_per_client_ms": 1000 * wall / n,
         "client_work_s": client_work, "client_work_parallel_s": client_work / actors, "server_s": server,
@@ -106,7 +128,8 @@ def measure(n: int, *, out: Path, cfg_base: list[str]) -> dict[str, Any]:
         "tree_cpu_s": tree.cpu, "actors": actors, "global_uar": res["global_uar"],
         "leftover_pids": runtime["leftover_pids"], "client_cpu_s": client_cpu, "server_cpu_s": server_cpu,
         "overhead_cpu_s": overhead_cpu, "overhead_cpu_share": overhead_cpu / tree.cpu if tree.cpu else None,
-        "cpu_per_client_s": tree.cpu / n,
+        "cpu_per_client_s": tree.cpu / n, "faulty": len(faults), "round_timeout_s": cfg.federation.round_timeout_s,
+        "statuses": statuses,
     }  # fmt: skip
 
 
@@ -114,6 +137,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--clients", type=int, nargs="+", default=[8, 64, 256])
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-scaling")
+    parser.add_argument("--faulty", type=float, default=0.0, help="share of misbehaving clients (e.g. 0.25)")
+    parser.add_argument("--round-timeout", type=float, default=60.0, help="federation.round_timeout_s with --faulty")
     args = parser.parse_args()
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
@@ -121,7 +146,7 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs, load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     rows = []
     for n in args.clients:
-        row = measure(n, out=args.out, cfg_base=base)
+        row = measure(n, out=args.out, cfg_base=base, faulty=args.faulty, timeout=args.round_timeout)
         rows.append(row)
         print(json.dumps(row), flush=True)
     print()
@@ -133,6 +158,10 @@ def main() -> None:
               f"{r['server_s']:>8.1f} {r['overhead_s']:>10.1f} {r['overhead_share']:>6.0%} "
               f"{r['peak_tree_rss_mb']:>12.0f} {r['tree_cpu_s']:>10.1f} {r['overhead_cpu_s']:>12.1f} "
               f"{r['overhead_cpu_share']:>6.0%}")  # fmt: skip
+    for r in rows:
+        if r["faulty"]:
+            print(f"{r['clients']} clients, {r['faulty']} faulty: {r['statuses']}; wall {r['wall_s']:.0f} s with a "
+                  f"round timeout of {r['round_timeout_s']:.0f} s; peak tree RSS {r['peak_tree_rss_mb']:.0f} MB")
     if len(rows) > 1:
         a, b = rows[0], rows[-1]
         print(f"\n{b['clients'] / a['clients']:.0f}x the clients: {b['wall_s'] / a['wall_s']:.2f}x the wall time, "
