@@ -9,6 +9,7 @@ and ``--auth-supernode-private-key``. Every process is stopped by PID, also when
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 from collections.abc import Iterator
@@ -97,6 +98,34 @@ def secure(tmp_path: Path) -> Iterator[Secure]:
         yield Secure(env, procs, certs, port, node_ids, intruder)
     finally:
         procs.stop()
+
+
+def test_make_certs_writes_what_flower_loads_and_never_overwrites(tmp_path: Path) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_ssh_private_key
+    from flwr.cli.supernode.register import try_load_public_key
+
+    spec = importlib.util.spec_from_file_location("make_certs", ROOT / "deploy" / "make_certs.py")
+    assert spec and spec.loader
+    make_certs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_certs)
+    out = tmp_path / "certs"
+    assert make_certs.main([str(out), "--san", "10.0.0.7", "--san", "link.example", "--node", "dev"]) == 0
+    server = x509.load_pem_x509_certificate((out / "server.pem").read_bytes())
+    san = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(v) for v in san.get_values_for_type(x509.IPAddress)] == ["10.0.0.7"]
+    assert san.get_values_for_type(x509.DNSName) == ["link.example"]
+    server.verify_directly_issued_by(x509.load_pem_x509_certificate((out / "ca.crt").read_bytes()))
+    load_ssh_private_key((out / "dev.key").read_bytes(), None)  # what flower-supernode does with its key
+    assert try_load_public_key(out / "dev.pub")  # what flwr supernode register does with the public one
+    assert {f.name: f.stat().st_mode & 0o777 for f in out.iterdir() if f.suffix == ".key"} == {
+        "ca.key": 0o600, "server.key": 0o600, "dev.key": 0o600}  # fmt: skip
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    assert make_certs.main([str(out), "--node", "other"]) == 2  # ca.crt exists: nothing written, not even other.*
+    assert make_certs.main([str(out), "--keys-only", "--node", "dev"]) == 2
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+    assert make_certs.main([str(out), "--keys-only", "--node", "dev2"]) == 0
+    assert sorted(f.name for f in out.iterdir()) == sorted([*before, "dev2.key", "dev2.pub"])
 
 
 @pytest.mark.slow
