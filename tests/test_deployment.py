@@ -1,5 +1,6 @@
 """A real Flower deployment on loopback: one ``flower-superlink`` and two ``flower-supernode`` processes (insecure,
-127.0.0.1 only), ``flwr run .`` from the repo root; every process stopped by PID.
+127.0.0.1 only), ``flwr run .`` from the repo root; every process stopped by PID. The same over TLS with SuperNode
+authentication: ``test_deployment_secure.py``; the helpers both use: ``flower_deploy.py``.
 
 Each SuperNode is a device: its own data folder (one speaker's recordings, RAVDESS layout), its own privacy policy
 file and its own ledger folder, all in its node config; the server holds only the test speaker. Two runs against
@@ -9,52 +10,27 @@ run that both devices refuse because their ledgers already spent the budget."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import psutil
 import pytest
+from flower_deploy import (
+    BIN,
+    ROOT,
+    TINY,
+    Processes,
+    device,
+    flower_env,
+    flwr_run,
+    free_port,
+    stop_tree,
+    wait_for,
+    wait_healthy,
+)
 from wavtrees import write_ravdess_tree
 
 from fedsered.config import load_config
-
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def stop_tree(pids: list[int]) -> None:
-    """Terminate the processes we started and their children (SuperExec, app processes), by PID."""
-    procs: list[psutil.Process] = []
-    for pid in pids:
-        try:
-            p = psutil.Process(pid)
-            procs += [*p.children(recursive=True), p]
-        except psutil.NoSuchProcess:
-            continue
-    for p in procs:
-        try:
-            p.terminate()
-        except psutil.NoSuchProcess:
-            continue
-    _, alive = psutil.wait_procs(procs, timeout=15)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            continue
-
 
 POLICIES = {  # device 0 shares synthetic sets only; device 1 also consents to raw sharing; both: at most eps 4 in all
     0: "privacy:\n  enabled: true\n  target_epsilon: 4\n  budget_epsilon: 4\n  share: [synthetic]\n",
@@ -65,65 +41,27 @@ POLICIES = {  # device 0 shares synthetic sets only; device 1 also consents to r
 @pytest.fixture
 def loopback(tmp_path: Path) -> Iterator[tuple[dict[str, str], list[int]]]:
     home = tmp_path / "flwr_home"
-    home.mkdir()
-    env = {
-        **os.environ, "FLWR_HOME": str(home), "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
-        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-    }  # fmt: skip
-    for key in ("FEDSERED_POLICY_FILE", "FEDSERED_LEDGER_DIR"):
-        env.pop(key, None)
+    env = flower_env(home)
     port = free_port()
     (home / "config.toml").write_text(
         f'[superlink]\ndefault = "loopback"\n\n[superlink.loopback]\naddress = "127.0.0.1:{port}"\ninsecure = true\n'
     )
-    pids: list[int] = []
-    logs = []
+    procs = Processes(env, tmp_path)
     try:
-        log = (tmp_path / "superlink.log").open("w")
-        logs.append(log)
         # a file database: the in-memory one failed concurrent object pushes in flwr 1.41 (sqlite "SQL statements in
         # progress")
-        link = subprocess.Popen(
-            [str(BIN / "flower-superlink"), "--insecure", "--host", "127.0.0.1", "--port", str(port),
-             "--database", str(tmp_path / "state.db")], env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        pids.append(link.pid)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).is_success:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert link.poll() is None and time.monotonic() < deadline, (tmp_path / "superlink.log").read_text()
-            time.sleep(0.5)
+        link = procs.start("superlink", [BIN / "flower-superlink", "--insecure", "--host", "127.0.0.1", "--port",
+                                         port, "--database", tmp_path / "state.db"])  # fmt: skip
+        wait_healthy(f"http://127.0.0.1:{port}", link, tmp_path / "superlink.log")
         for k in range(2):
-            device = tmp_path / f"device{k}"
-            write_ravdess_tree(device / "data", actors=[k + 1], n_per=2, seconds=1.0, seed=k)
-            (device / "policy.yaml").write_text(POLICIES[k])
-            node_config = (f"partition-id={k} num-partitions=2 data-dir='{device / 'data'}' "
-                           f"policy-file='{device / 'policy.yaml'}' ledger-dir='{device / 'ledgers'}'")  # fmt: skip
-            log = (tmp_path / f"supernode{k}.log").open("w")
-            logs.append(log)
-            node = subprocess.Popen(
-                [str(BIN / "flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{port}", "--host",
-                 "127.0.0.1", "--port", str(free_port()), "--node-config", node_config],
-                env=env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-            pids.append(node.pid)
-        yield env, pids
+            node_config = device(tmp_path / f"device{k}", k, 2, POLICIES[k])
+            procs.start(f"supernode{k}", [
+                BIN / "flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{port}", "--host", "127.0.0.1",
+                "--port", free_port(), "--node-config", node_config,
+            ])  # fmt: skip
+        yield env, procs.pids
     finally:
-        stop_tree(pids)
-        for log in logs:
-            log.close()
-
-
-def flwr_run(env: dict[str, str], config_path: Path, out: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "flwr"), "run", ".", "loopback", "--stream",
-         "--run-config", f"config-path='{config_path}' out-dir='{out}'"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=420,
-    )  # fmt: skip
+        procs.stop()
 
 
 @pytest.mark.slow
@@ -133,12 +71,7 @@ def test_devices_with_their_own_data_policy_and_ledger(
     env, pids = loopback
     write_ravdess_tree(tmp_path / "server" / "data", actors=[3], n_per=2, seconds=1.0, seed=3)
     cfg = load_config(ROOT / "configs" / "default.yaml", [
-        "data.corpus=ravdess", f"data.path={tmp_path / 'server' / 'data'}", "data.test_speakers=all",
-        "features.segment_s=1.0", "features.n_mels=32", "features.cache_dir=null", "model.name=cnn_iot",
-        "model.width=4", "train.epochs=2", "distill.dm_iterations=3", "distill.eval_epochs=3",
-        "federation.num_clients=2", "federation.ipc=1", "federation.baselines=[raw_sharing]",
-        "federation.min_fraction=0.5", "federation.node_wait_s=90", "federation.round_timeout_s=240",
-        "privacy.enabled=true", "privacy.target_epsilon=4",
+        *TINY, f"data.path={tmp_path / 'server' / 'data'}", "federation.baselines=[raw_sharing]",
     ])  # fmt: skip
     config_path = tmp_path / "server" / "run.yaml"
     config_path.write_text(cfg.to_yaml())
@@ -167,10 +100,3 @@ def test_devices_with_their_own_data_policy_and_ledger(
     stop_tree(pids)
     assert not [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
-
-def wait_for(path: Path, *, timeout: float = 30, must_exist: bool = True) -> Path:
-    deadline = time.monotonic() + timeout
-    while not path.exists() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert path.exists() or not must_exist, f"{path} not written"
-    return path
