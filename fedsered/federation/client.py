@@ -118,7 +118,7 @@ def run_task(task: Task, client: LocalClient) -> Reply:
                 f"{task.round}) whose filed reply in {store.folder} is gone; it will not release for this task again"
             )
         filed = _work(task, client, cfg, ledger)
-        store.put(key, filed)
+        store.put(key, filed, about={"pipeline": task.pipeline, "round": task.round, "seed": task.seed})
         if ledger is not None:
             ledger.commit(task=key)
     except FedseredError as exc:

@@ -117,13 +117,15 @@ class ReplyStore:
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, PayloadError):
             return None
 
-    def put(self, key: str, reply: FiledReply) -> None:
-        """File ``reply`` under ``key``: the arrays first, then the JSON that commits them."""
+    def put(self, key: str, reply: FiledReply, *, about: Mapping[str, Any] | None = None) -> None:
+        """File ``reply`` under ``key``: the arrays first, then the JSON that commits them (``about``: the task, for
+        a reader, e.g. ``{"pipeline", "round"}``)."""
         npz, meta = self._paths(key)
         arrays = {k: np.ascontiguousarray(v) for k, v in reply.arrays.items()}
         atomic_write(npz, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
         atomic_write_json(meta, {
-            "version": STORE_VERSION, "key": key, "meta": reply.meta, "metrics": dict(reply.metrics),
+            "version": STORE_VERSION, "key": key, "task": dict(about or {}), "meta": reply.meta,
+            "metrics": dict(reply.metrics),
             "release": None if reply.release is None else reply.release.to_json(), "arrays_sha256": _digest(arrays),
         })  # fmt: skip
 

@@ -1,0 +1,217 @@
+"""``fedsered simulate`` survives faults: SIGINT and SIGTERM stop it within 10 s with one line and no process left;
+after them and a SIGKILL half-way, the same command again gives the uninterrupted run's ``results.json`` without any
+finished client work redone or any DP release made twice; a changed config in the same folder is refused with one
+line.
+
+One chain of CLI runs, each a subprocess in its own session, on a tiny DP config (3 clients; synthetic sharing and
+DP-FedAvg over 3 rounds; reproducible noise only so that the two runs can be compared bit for bit). Every process a
+run started is collected by PID while it runs and stopped by PID afterwards. Five Ray start-ups: ~2-2.5 min on the
+shared 2-core box.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = str(ROOT / "configs" / "default.yaml")
+CLIENTS, ROUNDS = 3, 3
+SECRET_FREE = ("seconds", "rss_mb", "phases")
+"""Keys (suffixes) of what differs between two runs of one config: timings and memory."""
+
+
+def command(tmp: Path, out: Path, *extra: str) -> list[str]:
+    sets = [
+        "data.embedded.n_speakers=4", "data.test_speakers=0.25", "data.embedded.utterances_per_emotion=2",
+        "data.embedded.duration_s=[1.0, 1.2]", "features.segment_s=1.2", "features.n_mels=32",
+        f"features.cache_dir={tmp / 'cache'}", "model.name=cnn_iot", "model.width=4", "train.epochs=2",
+        f"federation.num_clients={CLIENTS}", "federation.ipc=1", "distill.dm_iterations=3", "distill.eval_epochs=3",
+        "federation.node_wait_s=30", "privacy.enabled=true", "privacy.reproducible_noise=true",
+        "privacy.share=[synthetic, dp_fedavg]", "federation.baselines=[dp_fedavg]",
+        f"federation.fedavg_rounds={ROUNDS}", *extra,
+    ]  # fmt: skip
+    args = [sys.executable, "-m", "fedsered.cli", "simulate", DEFAULT, "--out", str(out)]
+    for s in sets:
+        args += ["--set", s]
+    return args
+
+
+def environment(tmp: Path) -> dict[str, str]:
+    (tmp / "ray").mkdir(exist_ok=True)
+    return {**os.environ, "PYTHONPATH": str(ROOT), "RAY_TMPDIR": str(tmp / "ray"), "MPLCONFIGDIR": str(tmp / "mpl"),
+            "NUMBA_CACHE_DIR": str(tmp / "numba")}  # fmt: skip
+
+
+class Run:
+    """One CLI run in its own session; ``track`` remembers every descendant seen, ``stop`` kills them by PID."""
+
+    def __init__(self, tmp: Path, out: Path, *extra: str) -> None:
+        self.log = (tmp / f"{out.name}-{len(list(tmp.glob('*.log')))}.log").open("w")
+        self.proc = subprocess.Popen(command(tmp, out, *extra), cwd=ROOT, env=environment(tmp), stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        self.seen: dict[int, psutil.Process] = {}
+        self.path = Path(self.log.name)
+
+    def track(self) -> list[psutil.Process]:
+        try:
+            for p in psutil.Process(self.proc.pid).children(recursive=True):
+                self.seen.setdefault(p.pid, p)
+        except psutil.NoSuchProcess:
+            pass
+        return list(self.seen.values())
+
+    def wait_for(self, ready: Any, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert self.proc.poll() is None, f"the run ended early:\n{self.output()[-3000:]}"
+            assert time.monotonic() < deadline, f"timed out:\n{self.output()[-3000:]}"
+            self.track()
+            time.sleep(0.1)
+        self.track()
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        for p in [psutil.Process(self.proc.pid) if self.proc.poll() is None else None, *self.seen.values()]:
+            if p is not None and alive(p):
+                with_suppress(p.kill)
+        self.proc.wait(timeout=30)
+        psutil.wait_procs(list(self.seen.values()), timeout=10)
+        self.log.close()
+
+
+def alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def with_suppress(f: Any) -> None:
+    with contextlib.suppress(psutil.NoSuchProcess):
+        f()
+
+
+@pytest.fixture
+def run_of(tmp_path: Path) -> Iterator[Any]:
+    runs: list[Run] = []
+
+    def start(out: Path, *extra: str) -> Run:
+        runs.append(Run(tmp_path, out, *extra))
+        return runs[-1]
+
+    yield start
+    for r in runs:
+        r.stop()
+
+
+def finished(run: Run) -> subprocess.CompletedProcess[str]:
+    rc = run.proc.wait(timeout=300)
+    run.track()
+    return subprocess.CompletedProcess(run.proc.args, rc, run.output(), "")
+
+
+def deterministic(obj: Any) -> Any:
+    """``obj`` without timings, memory and the runtime section."""
+    if isinstance(obj, dict):
+        return {k: deterministic(v) for k, v in obj.items() if k != "runtime" and not k.endswith(SECRET_FREE)}
+    if isinstance(obj, list):
+        return [deterministic(v) for v in obj]
+    return obj
+
+
+def filed(out: Path) -> dict[str, tuple[int, bytes]]:
+    """Every filed reply and ledger of the run's clients: path -> (mtime_ns, bytes)."""
+    return {str(p.relative_to(out)): (p.stat().st_mtime_ns, p.read_bytes())
+            for p in sorted((out / "clients").rglob("*")) if p.is_file()}  # fmt: skip
+
+
+def ledger_tasks(out: Path, pipeline: str) -> dict[str, list[str]]:
+    """Per client, the task key of every release in its ledger of ``pipeline``."""
+    paths = {f"client-{k}": out / "clients" / f"client-{k}" / f"{pipeline}.json" for k in range(CLIENTS)}
+    return {cid: [e["task"] for e in json.loads(p.read_text())["releases"]] for cid, p in paths.items()}
+
+
+def replies_of(out: Path, pipeline: str) -> list[Path]:
+    """The clients' filed replies of ``pipeline``."""
+    return [p for p in (out / "clients").glob("*/replies/*.json") if json.loads(p.read_text())["task"]["pipeline"]
+            == pipeline]  # fmt: skip
+
+
+def interrupt(run: Run, sig: signal.Signals) -> None:
+    """Send ``sig`` to the driver alone; it must end within 10 s, say one line, leave no process behind."""
+    procs = run.track()
+    assert any("raylet" in " ".join(p.cmdline()) for p in procs if alive(p))
+    start = time.monotonic()
+    run.proc.send_signal(sig)
+    rc = run.proc.wait(timeout=20)
+    took = time.monotonic() - start
+    assert rc == 128 + sig and took < 10, (rc, took, run.output()[-2000:])
+    last = run.output().strip().splitlines()[-1]
+    assert f"interrupted by {sig.name}" in last and "resume" in last, last
+    left = [p for p in procs if alive(p)]
+    assert not left, [(p.pid, p.cmdline()) for p in left]
+
+
+@pytest.mark.slow
+def test_interrupted_thrice_then_resumed_equals_the_uninterrupted_run(tmp_path: Path, run_of: Any) -> None:
+    """SIGINT while synthetic sharing runs, SIGTERM once it is filed, SIGKILL half-way through DP-FedAvg, then the
+    same command once more: the uninterrupted run's results, each client's releases made once."""
+    out = tmp_path / "run"
+    first = run_of(out)
+    first.wait_for(lambda: bool(replies_of(out, "synthetic")))  # Ray up, the clients distilling
+    interrupt(first, signal.SIGINT)
+    second = run_of(out)
+    second.wait_for(lambda: (out / "pipelines" / "synthetic.json").exists())
+    interrupt(second, signal.SIGTERM)
+    assert not (out / "results.json").exists() and (out / "simulate-run.json").exists()
+    synthetic_filed = (out / "pipelines" / "synthetic.json").stat().st_mtime_ns
+    started = len(replies_of(out, "dp_fedavg"))
+    third = run_of(out)
+    third.wait_for(lambda: len(replies_of(out, "dp_fedavg")) > started)  # DP-FedAvg under way, not finished
+    third.proc.send_signal(signal.SIGKILL)
+    third.stop()  # ... and every Ray process it had started, by PID (a SIGKILLed driver leaves them orphaned)
+    assert not (out / "results.json").exists()
+    before = filed(out)
+    assert 0 < len(replies_of(out, "dp_fedavg")) < CLIENTS * ROUNDS, "the kill came too late to test a resume"
+
+    resumed = finished(run_of(out))
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    assert "synthetic (resumed)" in resumed.stdout
+    reference = finished(run_of(tmp_path / "ref"))
+    assert reference.returncode == 0, reference.stdout[-3000:]
+
+    got = json.loads((out / "results.json").read_text())
+    want = json.loads((tmp_path / "ref" / "results.json").read_text())
+    assert deterministic(got) == deterministic(want)
+    # nothing finished was computed again: the synthetic pipeline was taken as filed, and every reply filed before
+    # the kill is still the same file, untouched
+    assert (out / "pipelines" / "synthetic.json").stat().st_mtime_ns == synthetic_filed
+    after = filed(out)
+    for path, (mtime, data) in before.items():
+        if "/replies/" in path:
+            assert after[path] == (mtime, data), path
+    # one release per client and round, none twice: the same ledgers as the uninterrupted run's
+    for pipeline, n in (("synthetic", 1), ("dp_fedavg", ROUNDS)):
+        tasks = ledger_tasks(out, pipeline)
+        assert all(len(t) == n and len(set(t)) == n for t in tasks.values()), tasks
+        assert tasks == ledger_tasks(tmp_path / "ref", pipeline)
+
+    changed = subprocess.run(command(tmp_path, out, "train.epochs=3"), cwd=ROOT, env=environment(tmp_path),
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    lines = changed.stderr.strip().splitlines()
+    assert changed.returncode == 2 and len(lines) == 1 and "holds a simulation of another configuration" in lines[0]
