@@ -99,8 +99,10 @@ def _alive(p: psutil.Process) -> bool:
         return False
 
 
-def stop_leftovers(before: set[int], *, grace: float = 10.0) -> list[int]:
-    """Terminate (then kill) child processes of this process that did not exist in ``before``; returns their PIDs."""
+def stop_leftovers(before: set[int], *, grace: float = 10.0, term_wait: float = 5.0) -> list[int]:
+    """Terminate (then kill) child processes of this process that did not exist in ``before``; returns their PIDs.
+
+    ``grace``: seconds they get to exit by themselves first; ``term_wait``: seconds between SIGTERM and SIGKILL."""
     me = psutil.Process()
     new = [p for p in me.children(recursive=True) if p.pid not in before]
     deadline = time.monotonic() + grace
@@ -111,7 +113,7 @@ def stop_leftovers(before: set[int], *, grace: float = 10.0) -> list[int]:
     for p in new:
         with suppress(psutil.NoSuchProcess):
             p.terminate()
-    _, alive = psutil.wait_procs(new, timeout=5)
+    _, alive = psutil.wait_procs(new, timeout=term_wait)
     for p in alive:
         with suppress(psutil.NoSuchProcess):
             p.kill()
@@ -150,7 +152,7 @@ def stop_on_signals(before: set[int], *, out: Path, cleanup: Callable[[], None] 
             err, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
             os.dup2(null, 1)
             os.dup2(null, 2)
-        stop_leftovers(before, grace=0.0)
+        stop_leftovers(before, grace=0.0, term_wait=2.0)
         if cleanup is not None:
             cleanup()
         with suppress(OSError):

@@ -3,8 +3,8 @@ after them and a SIGKILL half-way, the same command again gives the uninterrupte
 finished client work redone or any DP release made twice; a changed config in the same folder is refused with one
 line.
 
-One chain of CLI runs, each a subprocess in its own session, on a tiny DP config (3 clients; synthetic sharing and
-DP-FedAvg over 2 rounds; reproducible noise only so that the two runs can be compared bit for bit). Every process a
+One chain of CLI runs, each a subprocess in its own session, on a tiny DP config (2 clients; synthetic sharing and
+DP-FedAvg over 3 rounds; reproducible noise only so that the two runs can be compared bit for bit). Every process a
 run started is collected by PID while it runs and stopped by PID afterwards. Five Ray start-ups: ~2-2.5 min on the
 shared 2-core box.
 """
@@ -27,14 +27,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = str(ROOT / "configs" / "default.yaml")
-CLIENTS, ROUNDS = 3, 2
+CLIENTS, ROUNDS = 2, 3
 SECRET_FREE = ("seconds", "rss_mb", "phases")
 """Keys (suffixes) of what differs between two runs of one config: timings and memory."""
 
 
 def command(tmp: Path, out: Path, *extra: str) -> list[str]:
     sets = [
-        "data.embedded.n_speakers=4", "data.test_speakers=0.25", "data.embedded.utterances_per_emotion=2",
+        "data.embedded.n_speakers=3", "data.test_speakers=0.34", "data.embedded.utterances_per_emotion=2",
         "data.embedded.duration_s=[1.0, 1.2]", "features.segment_s=1.2", "features.n_mels=32",
         f"features.cache_dir={tmp / 'cache'}", "model.name=cnn_iot", "model.width=4", "train.epochs=2",
         f"federation.num_clients={CLIENTS}", "federation.ipc=1", "distill.dm_iterations=3", "distill.eval_epochs=3",
@@ -152,12 +152,16 @@ def replies_of(out: Path, pipeline: str) -> list[Path]:
             == pipeline]  # fmt: skip
 
 
-def interrupt(run: Run, sig: signal.Signals) -> None:
-    """Send ``sig`` to the driver alone; it must end within 10 s, say one line, leave no process behind."""
+def interrupt(run: Run, sig: signal.Signals, *, group: bool = False) -> None:
+    """Send ``sig`` to the driver (``group``: to its whole process group, as Ctrl-C in a terminal does); it must end
+    within 10 s, say one line, leave no process behind."""
     procs = run.track()
     assert any("raylet" in " ".join(p.cmdline()) for p in procs if alive(p))
     start = time.monotonic()
-    run.proc.send_signal(sig)
+    if group:
+        os.killpg(run.proc.pid, sig)  # the run is the leader of its own session and group
+    else:
+        run.proc.send_signal(sig)
     rc = run.proc.wait(timeout=20)
     took = time.monotonic() - start
     assert rc == 128 + sig and took < 10, (rc, took, run.output()[-2000:])
@@ -169,12 +173,13 @@ def interrupt(run: Run, sig: signal.Signals) -> None:
 
 @pytest.mark.slow
 def test_interrupted_thrice_then_resumed_equals_the_uninterrupted_run(tmp_path: Path, run_of: Any) -> None:
-    """SIGINT once the nodes connected, SIGTERM once synthetic sharing is filed, SIGKILL half-way through DP-FedAvg,
-    then the same command once more: the uninterrupted run's results, each client's releases made once."""
+    """Ctrl-C (SIGINT to the process group) once the nodes connected, SIGTERM to the driver once synthetic sharing is
+    filed, SIGKILL half-way through DP-FedAvg, then the same command once more: the uninterrupted run's results, each
+    client's releases made once."""
     out = tmp_path / "run"
     first = run_of(out)
     first.wait_for(lambda: "nodes connected" in first.output())  # Ray up, the clients' actors starting
-    interrupt(first, signal.SIGINT)
+    interrupt(first, signal.SIGINT, group=True)  # Ctrl-C
     second = run_of(out)
     second.wait_for(lambda: (out / "pipelines" / "synthetic.json").exists())
     interrupt(second, signal.SIGTERM)
@@ -215,3 +220,39 @@ def test_interrupted_thrice_then_resumed_equals_the_uninterrupted_run(tmp_path: 
                              capture_output=True, text=True, timeout=120)  # fmt: skip
     lines = changed.stderr.strip().splitlines()
     assert changed.returncode == 2 and len(lines) == 1 and "holds a simulation of another configuration" in lines[0]
+
+
+HUNG_DRIVER = """
+import subprocess, sys, threading, time
+from pathlib import Path
+from simulations.runner import stop_on_signals
+child = subprocess.Popen(["sleep", "120"])
+threading.Thread(target=time.sleep, args=(120,)).start()  # not a daemon, like Flower's ServerApp thread
+with stop_on_signals(set(), out=Path(sys.argv[1])):
+    print(child.pid, flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_to_the_driver_alone_ends_it_despite_a_hanging_thread(tmp_path: Path, sig: signal.Signals) -> None:
+    """The driver's handler without Ray: a non-daemon thread that never ends (a KeyboardInterrupt alone would leave
+    the interpreter waiting for it) and a child process; the signal ends both within seconds, with one line."""
+    proc = subprocess.Popen([sys.executable, "-c", HUNG_DRIVER, str(tmp_path)], cwd=ROOT, env=environment(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    child = None
+    try:
+        assert proc.stdout is not None
+        child = psutil.Process(int(proc.stdout.readline()))
+        start = time.monotonic()
+        proc.send_signal(sig)
+        rc = proc.wait(timeout=15)
+        assert rc == 128 + sig and time.monotonic() - start < 10
+        assert not alive(child)
+        err = proc.stderr.read().strip().splitlines() if proc.stderr else []
+        assert len(err) == 1 and f"interrupted by {sig.name}" in err[0] and str(tmp_path) in err[0]
+    finally:
+        for p in (child, psutil.Process(proc.pid) if proc.poll() is None else None):
+            if p is not None and alive(p):
+                with_suppress(p.kill)
+        proc.wait(timeout=10)
