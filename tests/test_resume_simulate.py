@@ -256,3 +256,23 @@ def test_a_signal_to_the_driver_alone_ends_it_despite_a_hanging_thread(tmp_path:
             if p is not None and alive(p):
                 with_suppress(p.kill)
         proc.wait(timeout=10)
+
+
+def test_a_folder_holding_clients_of_no_resumable_run_is_refused_and_left_alone(tmp_path: Path) -> None:
+    """``simulate`` never deletes what it did not write: ``DIR/clients/`` without ``DIR/simulate-run.json`` (an
+    older run, someone else's files) is refused before Ray starts, one line, every file left as it was."""
+    from fedsered.config import load_config
+    from fedsered.errors import ConfigError
+    from fedsered.experiments.simulate import simulate_run
+
+    out = tmp_path / "run"
+    mine = out / "clients" / "client-0" / "synthetic.json"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("{}")
+    cfg = load_config(DEFAULT, [f"features.cache_dir={tmp_path / 'cache'}"])
+    with pytest.raises(ConfigError, match=r"holds clients/ but no simulate-run.json: not a resumable") as info:
+        simulate_run(cfg, out)
+    assert "\n" not in str(info.value)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        "clients", "clients/client-0", "clients/client-0/synthetic.json"]  # fmt: skip
+    assert mine.read_text() == "{}"
