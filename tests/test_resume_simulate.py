@@ -14,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,11 +109,21 @@ def with_suppress(f: Any) -> None:
 
 
 @pytest.fixture
-def run_of(tmp_path: Path) -> Iterator[Any]:
+def short_tmp() -> Iterator[Path]:
+    """A temp folder with a path short enough for Ray's sockets (``simulations.runner.RAY_SOCKET_BUDGET``), so that
+    each run's Ray temp dir is ``<out>/ray`` inside it — also after a SIGKILL, which leaves it behind — and removed
+    with it."""
+    tmp = Path(tempfile.mkdtemp(prefix="fsr-t-", dir="/tmp"))
+    yield tmp
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def run_of(short_tmp: Path) -> Iterator[Any]:
     runs: list[Run] = []
 
     def start(out: Path, *extra: str) -> Run:
-        runs.append(Run(tmp_path, out, *extra))
+        runs.append(Run(short_tmp, out, *extra))
         return runs[-1]
 
     yield start
@@ -172,11 +184,11 @@ def interrupt(run: Run, sig: signal.Signals, *, group: bool = False) -> None:
 
 
 @pytest.mark.slow
-def test_interrupted_thrice_then_resumed_equals_the_uninterrupted_run(tmp_path: Path, run_of: Any) -> None:
+def test_interrupted_thrice_then_resumed_equals_the_uninterrupted_run(short_tmp: Path, run_of: Any) -> None:
     """Ctrl-C (SIGINT to the process group) once the nodes connected, SIGTERM to the driver once synthetic sharing is
     filed, SIGKILL half-way through DP-FedAvg, then the same command once more: the uninterrupted run's results, each
     client's releases made once."""
-    out = tmp_path / "run"
+    out = short_tmp / "run"
     first = run_of(out)
     first.wait_for(lambda: "nodes connected" in first.output())  # Ray up, the clients' actors starting
     interrupt(first, signal.SIGINT, group=True)  # Ctrl-C
@@ -197,11 +209,11 @@ def test_interrupted_thrice_then_resumed_equals_the_uninterrupted_run(tmp_path: 
     resumed = finished(run_of(out))
     assert resumed.returncode == 0, resumed.stdout[-3000:]
     assert "synthetic (resumed)" in resumed.stdout
-    reference = finished(run_of(tmp_path / "ref"))
+    reference = finished(run_of(short_tmp / "ref"))
     assert reference.returncode == 0, reference.stdout[-3000:]
 
     got = json.loads((out / "results.json").read_text())
-    want = json.loads((tmp_path / "ref" / "results.json").read_text())
+    want = json.loads((short_tmp / "ref" / "results.json").read_text())
     assert deterministic(got) == deterministic(want)
     # nothing finished was computed again: the synthetic pipeline was taken as filed, and every reply filed before
     # the kill is still the same file, untouched
@@ -214,9 +226,9 @@ def test_interrupted_thrice_then_resumed_equals_the_uninterrupted_run(tmp_path: 
     for pipeline, n in (("synthetic", 1), ("dp_fedavg", ROUNDS)):
         tasks = ledger_tasks(out, pipeline)
         assert all(len(t) == n and len(set(t)) == n for t in tasks.values()), tasks
-        assert tasks == ledger_tasks(tmp_path / "ref", pipeline)
+        assert tasks == ledger_tasks(short_tmp / "ref", pipeline)
 
-    changed = subprocess.run(command(tmp_path, out, "train.epochs=3"), cwd=ROOT, env=environment(tmp_path),
+    changed = subprocess.run(command(short_tmp, out, "train.epochs=3"), cwd=ROOT, env=environment(short_tmp),
                              capture_output=True, text=True, timeout=120)  # fmt: skip
     lines = changed.stderr.strip().splitlines()
     assert changed.returncode == 2 and len(lines) == 1 and "holds a simulation of another configuration" in lines[0]

@@ -25,8 +25,9 @@ every release of that ledger, before any work) a ledger that cannot prove its hi
 - an entry edited in place (``noise_multiplier``, ``steps``, ``epsilon``, ...): its hash no longer matches;
 - entries removed or ``releases`` emptied: the head counts more entries than the file holds, or its hash is not the
   file's entry at that count (also when every hash was recomputed after an edit);
-- the ledger file deleted (or unreadable) while its head records releases; the head deleted while the file holds
-  releases; a ledger moved to another client, δ or accountant (the genesis differs);
+- the ledger file deleted while its head records releases; the head deleted (or unreadable) while the file holds
+  releases; a ledger copied to another client (the genesis names the client; a file kept at another δ or accountant
+  is refused before, as a ``PayloadError``, and so is a file that is not a ledger at all);
 - a ledger written by an older fedsered (version 1, no chain): its history cannot be checked.
 
 A ledger ahead of its head (the process died after writing the file and before the head) is sound — extra entries
