@@ -5,8 +5,8 @@ line.
 
 One chain of CLI runs, each a subprocess in its own session, on a tiny DP config (2 clients; synthetic sharing and
 DP-FedAvg over 3 rounds; reproducible noise only so that the two runs can be compared bit for bit). Every process a
-run started is collected by PID while it runs and stopped by PID afterwards. Five Ray start-ups: ~2-2.5 min on the
-shared 2-core box.
+run started is collected by PID while it runs and stopped by PID afterwards. Five Ray start-ups (the uninterrupted
+reference runs alongside the chain): ~2-4 min on the shared 2-core box, depending on its load.
 """
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ class Run:
         return self.path.read_text(errors="replace")
 
     def stop(self) -> None:
+        self.track()  # whatever it runs now, too
         for p in [psutil.Process(self.proc.pid) if self.proc.poll() is None else None, *self.seen.values()]:
             if p is not None and alive(p):
                 with_suppress(p.kill)
@@ -189,6 +190,7 @@ def test_interrupted_thrice_then_resumed_equals_the_uninterrupted_run(short_tmp:
     filed, SIGKILL half-way through DP-FedAvg, then the same command once more: the uninterrupted run's results, each
     client's releases made once."""
     out = short_tmp / "run"
+    reference = run_of(short_tmp / "ref")  # uninterrupted, alongside the chain (it waits on start-ups mostly)
     first = run_of(out)
     first.wait_for(lambda: "nodes connected" in first.output())  # Ray up, the clients' actors starting
     interrupt(first, signal.SIGINT, group=True)  # Ctrl-C
@@ -209,8 +211,8 @@ def test_interrupted_thrice_then_resumed_equals_the_uninterrupted_run(short_tmp:
     resumed = finished(run_of(out))
     assert resumed.returncode == 0, resumed.stdout[-3000:]
     assert "synthetic (resumed)" in resumed.stdout
-    reference = finished(run_of(short_tmp / "ref"))
-    assert reference.returncode == 0, reference.stdout[-3000:]
+    done = finished(reference)
+    assert done.returncode == 0, done.stdout[-3000:]
 
     got = json.loads((out / "results.json").read_text())
     want = json.loads((short_tmp / "ref" / "results.json").read_text())
