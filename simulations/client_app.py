@@ -9,7 +9,9 @@ Handlers, one per message type, each a thin adapter (Message → ``Task`` → ``
 The client's privacy policy and ledgers are its own: the policy from its node config ``policy-file`` (else
 ``$FEDSERED_POLICY_FILE``, which ``fedsered simulate`` writes from the run's YAML for its virtual clients), the
 ledgers under ``node_config["ledger-dir"]`` (else ``$FEDSERED_LEDGER_DIR``, else ``./fedsered-ledgers``); nothing
-the server sends chooses either, and a task can only tighten the policy (``fedsered.privacy.policy``).
+the server sends chooses either, and a task can only tighten the policy (``fedsered.privacy.policy``). Every reply
+is filed beside the ledgers (``<ledger dir>/<client>/replies/``): a task sent again — after a crash, a lost upload or
+a resumed run — gets the filed reply, never a new DP release (``fedsered.federation.reply_store``).
 SIMULATION ONLY, last: a virtual node of Flower's Simulation Runtime (a Ray actor, as under ``flwr run .`` against a
 local simulation connection, whose long-lived SuperLink hands its virtual clients its own start-up environment, not
 the caller's) also reads ``ledger-dir`` / ``policy-file`` from the run config — the experimenter's, who plays every
@@ -109,7 +111,8 @@ def local_client(task: Task, context: Context) -> tuple[LocalClient, float, floa
         if k >= len(data.clients):
             raise DataError(f"partition-id {k} outside the run's {len(data.clients)} client partitions")
         data = data.client(k)
-    client = LocalClient(cid, data, len(task.cfg.data.emotions), ledger_root(context) / cid, policy_of(context))
+    client = LocalClient(cid, data, len(task.cfg.data.emotions), ledger_root(context) / cid, policy_of(context),
+                         keep_replies=True)  # fmt: skip
     return client, time.perf_counter() - start, time.process_time() - cpu
 
 

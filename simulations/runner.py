@@ -7,6 +7,10 @@ Flower's public Python entry point, ``flwr.simulation.run_simulation``, is depre
 Ray's CPU count and object-store cap, or ``ray_address`` to join a cluster started with ``ray start --head``.
 Ray's temp dir goes under the run folder (or a short folder in the system temp dir when the run folder's path is too
 long for Ray's Unix sockets); telemetry and usage stats are off; Ray processes this run started are gone afterwards.
+SIGINT or SIGTERM during the simulation stops it at once (``stop_on_signals``): one line on stderr, Ray's processes
+stopped by PID, exit status 128 + the signal's number, without waiting for Flower's threads (which otherwise hang the
+driver on SIGINT, and on SIGTERM Ray's own handler aborts it); every file of the run is written atomically, so the
+run folder is left resumable.
 """
 
 from __future__ import annotations
@@ -14,10 +18,14 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
+import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +99,10 @@ def _alive(p: psutil.Process) -> bool:
         return False
 
 
-def stop_leftovers(before: set[int], *, grace: float = 10.0) -> list[int]:
-    """Terminate (then kill) child processes of this process that did not exist in ``before``; returns their PIDs."""
+def stop_leftovers(before: set[int], *, grace: float = 10.0, term_wait: float = 5.0) -> list[int]:
+    """Terminate (then kill) child processes of this process that did not exist in ``before``; returns their PIDs.
+
+    ``grace``: seconds they get to exit by themselves first; ``term_wait``: seconds between SIGTERM and SIGKILL."""
     me = psutil.Process()
     new = [p for p in me.children(recursive=True) if p.pid not in before]
     deadline = time.monotonic() + grace
@@ -103,11 +113,66 @@ def stop_leftovers(before: set[int], *, grace: float = 10.0) -> list[int]:
     for p in new:
         with suppress(psutil.NoSuchProcess):
             p.terminate()
-    _, alive = psutil.wait_procs(new, timeout=5)
+    _, alive = psutil.wait_procs(new, timeout=term_wait)
     for p in alive:
         with suppress(psutil.NoSuchProcess):
             p.kill()
+    psutil.wait_procs(alive, timeout=5)  # gone, not merely signalled, when this returns
     return [p.pid for p in new]
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def stop_on_signals(before: set[int], *, out: Path, cleanup: Callable[[], None] | None = None) -> Iterator[None]:
+    """While inside: SIGINT and SIGTERM print one line, stop the child processes not in ``before`` (Ray's) by PID,
+    run ``cleanup`` and end the process with status 128 + signal number, at once.
+
+    Flower's ServerApp thread is not a daemon (after a ``KeyboardInterrupt`` the interpreter waits for it: the driver
+    hangs), and ``ray.init`` replaces the SIGTERM handler twice — in Python (``set_sigterm_handler``: ``SystemExit``
+    in the middle of the run) and in its C++ core (absl's failure handler: abort, exit 134) —, both switched off for
+    the driver meanwhile (pinned ray 2.55.1 via flwr). The handler does not unwind: it ends the process with
+    ``os._exit``. Only the main thread can install handlers; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    import ray._private.ray_constants as ray_constants
+    import ray._private.utils as ray_utils
+
+    def stop(signum: int, frame: object) -> None:
+        line = (f"fedsered simulate: interrupted by {signal.Signals(signum).name}; Ray stopped; run the same command "
+                f"again to resume {out}\n")  # fmt: skip
+        err = None
+        with suppress(OSError, ValueError):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            # what Flower's and Ray's threads print while their processes go away is noise: silence it, say one line
+            err, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.dup2(null, 2)
+        stop_leftovers(before, grace=0.0, term_wait=2.0)
+        if cleanup is not None:
+            cleanup()
+        with suppress(OSError):
+            os.write(2 if err is None else err, line.encode())
+        os._exit(128 + signum)
+
+    saved = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    set_sigterm_handler = ray_utils.set_sigterm_handler
+    no_failure_handler = ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER
+    ray_utils.set_sigterm_handler = lambda handler: None
+    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True  # the driver's C++ core would replace ours (and abort)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, stop)
+    try:
+        yield
+    finally:
+        ray_utils.set_sigterm_handler = set_sigterm_handler
+        ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = no_failure_handler
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def simulate(
@@ -134,16 +199,16 @@ def simulate(
 
     Returns:
         Runtime facts: ``wall_seconds``, ``ray_tmpdir``, ``leftover_pids`` (Ray processes that had to be stopped),
-        ``ledger_dir`` and ``fresh_ledgers`` (whether this run started a new counterfactual federation).
+        ``ledger_dir`` and ``fresh_ledgers`` (whether the clients are the run folder's own, ``DIR/clients``).
     """
     from simulations.client_app import app as default_client
     from simulations.server_app import app as default_server
 
     out.mkdir(parents=True, exist_ok=True)
+    # the run folder's own clients (their ledgers and filed replies) unless federation.ledger_dir names others; never
+    # deleted: a re-run of the same command continues them (fedsered.experiments.simulate checks it is the same run)
     fresh = cfg.federation.ledger_dir is None
     ledger_dir = (out / "clients") if fresh else Path(str(cfg.federation.ledger_dir))
-    if fresh:  # a fresh counterfactual federation: its clients' ledgers start empty
-        shutil.rmtree(out / "clients", ignore_errors=True)
     context = Context(
         run_id=0, node_id=0, node_config={}, state=RecordDict(),
         run_config={"config-path": str(config_path), "out-dir": str(out)},
@@ -160,17 +225,20 @@ def simulate(
     policy = atomic_write_text(out / "policy.yaml", yaml.safe_dump({"privacy": cfg.privacy.model_dump(mode="json")}))
     own = {"FEDSERED_LEDGER_DIR": str(ledger_dir.resolve()), "FEDSERED_POLICY_FILE": str(policy.resolve())}
     with ray_environment(out, own) as tmp:
+        short = None if tmp == (out / "ray").resolve() else tmp  # a temp folder of ours, removed on a signal too
+        cleanup = None if short is None else partial(shutil.rmtree, short, ignore_errors=True)
         try:
-            _run_simulation(
-                num_supernodes=num_supernodes or cfg.federation.num_clients,
-                exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
-                client_app=client_app or default_client,
-                server_app=server_app or default_server,
-                backend_name="ray",
-                backend_config=backend_config(cfg),
-                server_app_context=context,
-                verbose_logging=verbose,
-            )
+            with stop_on_signals(before, out=out, cleanup=cleanup):
+                _run_simulation(
+                    num_supernodes=num_supernodes or cfg.federation.num_clients,
+                    exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
+                    client_app=client_app or default_client,
+                    server_app=server_app or default_server,
+                    backend_name="ray",
+                    backend_config=backend_config(cfg),
+                    server_app_context=context,
+                    verbose_logging=verbose,
+                )
         finally:
             flwr_logger.propagate = propagate
             for handler in quiet:

@@ -2,30 +2,27 @@
 
 ``main`` reads the run config (``config-path``, optional ``out-dir``) and calls ``serve``: build the server's view
 (held-out test speakers; the clients' union for the pooled oracle), connect to the nodes (``GridTransport``), run
-synthetic sharing and the baselines through the one federation loop (``fedsered.federation.run_comparison``), and
-write ``results.json``, the aggregated sets (``shared/<pipeline>``) and every pipeline's global model
-(``models/<pipeline>.npz``). No round logic lives here.
+synthetic sharing and the baselines through the one federation loop (``fedsered.federation.run_comparison``), filing
+each finished pipeline in the run folder (its aggregated set ``shared/<pipeline>``, its global model
+``models/<pipeline>.npz``, its result ``pipelines/<pipeline>.json``; ``fedsered.federation.checkpoint``) — a resumed
+run takes the filed ones — and write ``results.json``. No round logic lives here.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from functools import partial
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from fedsered.config import Config, load_config
 from fedsered.data.dataset import build_dataset
-from fedsered.distill.synthetic_set import save_set
 from fedsered.federation import ComparisonResult, client_id, run_comparison
+from fedsered.federation.checkpoint import PipelineCache, run_fingerprint
 from fedsered.federation.pipeline import server_view
-from fedsered.federation.server import state_arrays
-from fedsered.io import atomic_write, atomic_write_json
+from fedsered.io import atomic_write_json
 from fedsered.privacy.client import check_overrides
 from simulations.grid import GridTransport
 
@@ -61,17 +58,12 @@ def serve(grid: Grid, cfg: Config, *, out: Path) -> ComparisonResult:
         LOG.info("pipeline %d of %d done: %s (%.0f s elapsed)", done, total, pipeline, time.perf_counter() - t,
                  extra=PROGRESS)  # fmt: skip
 
+    cache = PipelineCache(out, run_fingerprint(cfg))
     result = run_comparison(cfg, server_view(data, parts), transport, seed=cfg.seed, progress=round_done,
-                            log=pipeline_done)  # fmt: skip
+                            log=pipeline_done, cache=cache)  # fmt: skip
     result.facts.update({"emotions": list(data.emotions), "total_seconds": time.perf_counter() - start,
                          "phases": {"data_seconds": t_data - start, "data_cpu_seconds": data_cpu,
                                     "discover_seconds": t - t_data}})  # fmt: skip
-    for name, res in {"synthetic": result.main, **result.baselines}.items():
-        if res.shared is not None:
-            save_set(out / "shared" / name, res.shared)
-        if res.model is not None:  # the global model of every pipeline, as named numpy arrays
-            arrays: dict[str, Any] = state_arrays(res.model)
-            atomic_write(out / "models" / f"{name}.npz", partial(np.savez, **arrays))
     atomic_write_json(out / "results.json", result.to_json())
     return result
 

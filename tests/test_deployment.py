@@ -5,7 +5,7 @@ authentication: ``test_deployment_secure.py``; the helpers both use: ``flower_de
 Each SuperNode is a device: its own data folder (one speaker's recordings, RAVDESS layout), its own privacy policy
 file and its own ledger folder, all in its node config; the server holds only the test speaker. Two runs against
 the same SuperNodes: DP synthetic sharing plus a raw-sharing request that one device's policy forbids, then a second
-run that both devices refuse because their ledgers already spent the budget."""
+run (another seed) that both devices refuse because their ledgers already spent the budget."""
 
 from __future__ import annotations
 
@@ -88,8 +88,11 @@ def test_devices_with_their_own_data_policy_and_ledger(
     assert raw["client-0"]["status"] == "refused" and "does not allow raw_sharing" in raw["client-0"]["error"]
     assert raw["client-0"]["bytes_up"] == 0 and raw["client-1"]["status"] == "ok"
     assert (tmp_path / "out1" / "shared" / "synthetic.npz").exists()
-    # the second run against the same devices: their ledgers persist, the budget is spent, both refuse
-    run2 = flwr_run(env, config_path, tmp_path / "out2")
+    # a second run against the same devices with another seed: their ledgers persist, the budget is spent, both
+    # refuse (the same run again would get the sets already released, filed beside the ledgers, at no new cost)
+    config2 = tmp_path / "server" / "run2.yaml"
+    config2.write_text(cfg.model_copy(update={"seed": cfg.seed + 1}).to_yaml())
+    run2 = flwr_run(env, config2, tmp_path / "out2")
     wait_for(tmp_path / "out2" / "results.json", timeout=20, must_exist=False)
     assert not (tmp_path / "out2" / "results.json").exists()
     for k in range(2):

@@ -116,7 +116,7 @@ def test_ledger_survives_a_crash_mid_write(tmp_path: Path, monkeypatch: pytest.M
         ledger.record(R2)
     assert path.read_bytes() == before
     assert json.loads(before)["releases"][0]["steps"] == R1.steps
-    assert [p.name for p in tmp_path.iterdir()] == ["ledger.json"]  # no temp file left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ledger.json", "ledger.json.head"]  # no temp file left
     assert PrivacyLedger(path, budget_epsilon=100.0, delta=1e-5, accountant="rdp").releases == [R1]
     path.write_text('{"releases": [', encoding="utf-8")
     with pytest.raises(PayloadError, match="not a privacy ledger"):

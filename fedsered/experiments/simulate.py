@@ -3,6 +3,11 @@
 ``simulate_run`` is the single-seed command: the resolved config written where the ServerApp reads it, one
 simulation of synthetic sharing and every ``federation.baselines`` pipeline (``simulations.runner.simulate``), and
 the ServerApp's ``results.json`` read back as the typed ``ComparisonResult`` (the server ran in Flower's runtime).
+A run folder is resumable: ``DIR/simulate-run.json`` holds ``run_fingerprint`` of the config (the seed included;
+Ray resources and output paths excluded) and a re-run with another config is refused with one line; with the same
+config the finished pipelines (``DIR/pipelines/``) are taken and the clients answer re-sent tasks from their filed
+replies (``DIR/clients/<id>/replies/``), so nothing finished is computed, or released, again. A folder that holds
+``clients/`` or ``pipelines/`` without that spec was not written by a resumable run and is refused, never cleared.
 
 Over ``--seeds`` (``fedsered.experiments.seeds``) the simulations run one after another, each in its own run folder
 ``DIR/seeds/<seed>/`` (``config.yaml``, ``results.json``, ``clients/``, ``shared/``, ...), resumable:
@@ -20,9 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from fedsered.config import Config
+from fedsered.errors import ConfigError
 from fedsered.experiments.seeds import SeedStore, StageProgress, estimates, paired
+from fedsered.federation.checkpoint import run_fingerprint
 from fedsered.federation.results import ComparisonResult
 from fedsered.io import atomic_write_text
+from fedsered.resume import check_resume
 
 MAIN = "synthetic"
 """The pipeline every baseline is compared with."""
@@ -41,18 +49,35 @@ STORE = SeedStore(
 )  # fmt: skip
 """``DIR/seeds/<seed>/`` (a ``fedsered simulate`` run folder each); the digest's exclusions (module docstring)."""
 
+RUN_SPEC = "simulate-run.json"
+"""A run folder's resume spec (``fedsered.resume.check_resume``)."""
+
 
 def simulate_run(cfg: Config, out: Path, *, verbose: bool = False) -> dict[str, Any]:
     """One simulation into the run folder ``out``; its ``results.json`` contract with ``runtime`` added.
 
-    An earlier ``out/results.json`` is removed first (a failed run leaves none); ``out/config.yaml`` is the resolved
-    ``cfg``, which the ServerApp reads.
+    A folder of an earlier run of the same config resumes it (module docstring); one of another config, or holding
+    ``clients/`` or ``pipelines/`` of a run without a spec, is refused. An earlier ``out/results.json`` is removed
+    first (a failed run leaves none); ``out/config.yaml`` is the resolved ``cfg``, which the ServerApp reads.
 
     Returns:
         ``ComparisonResult.to_json()`` of the ServerApp's result, plus ``runtime`` (``simulate``'s facts).
+
+    Raises:
+        ConfigError: the folder holds another run (one line naming the folder).
     """
     from simulations.runner import simulate  # Flower and Ray only where a simulation runs
 
+    if not (out / RUN_SPEC).exists():
+        own = [name for name in ("clients", "pipelines") if (out / name).exists()
+               and not (name == "clients" and cfg.federation.ledger_dir is not None)]  # fmt: skip
+        if own:
+            raise ConfigError(
+                f"{out}: holds {'/ and '.join(own)}/ but no {RUN_SPEC}: not a resumable fedsered simulate run (an "
+                f"older version, or not fedsered's); choose a new --out (nothing in it is deleted)"
+            )
+    check_resume(out, spec_name=RUN_SPEC, digest=run_fingerprint(cfg), cfg=cfg, what="simulation",
+                 may_change="Ray resources and output paths")  # fmt: skip
     (out / "results.json").unlink(missing_ok=True)
     atomic_write_text(out / "config.yaml", cfg.to_yaml())
     runtime = simulate(cfg, config_path=out / "config.yaml", out=out, verbose=verbose)

@@ -6,6 +6,8 @@
 - ``loop``: ``run_federation`` — rounds, records, privacy composition, quorum, aggregation, scoring, written once;
 - ``inprocess`` / ``pipeline``: the in-process transport and ``run_pipeline`` (the audit's shadows);
 - ``compare``: ``run_comparison`` (synthetic sharing and its baselines over one transport);
+- ``reply_store``: a client's filed replies by task key (a task sent again never costs a second DP release);
+- ``checkpoint``: the server's finished pipelines in the run folder (what a resumed ``simulate`` takes);
 - ``results``: ``PipelineResult``, ``ComparisonResult`` (typed, ``to_json``); ``records``: ``ClientRecord``, quorum;
 - ``payload``, ``aggregate``, ``server``: the wire form of a set, the server's aggregation and model steps.
 The Flower transport lives in ``simulations/grid.py`` (this package never imports Flower).

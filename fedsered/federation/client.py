@@ -6,6 +6,9 @@ set (``distil_client``, the random subset, ``raw_client``) or a model update (``
 with the client's ledger checked before any DP work and recorded after it (one ledger file per pipeline: each
 pipeline of a comparison is its own counterfactual federation), and answers with a ``Reply``. A refusal of the
 client's own (a ``FedseredError``: budget, bad instruction) is a reply with ``error`` and no arrays.
+A client that keeps its replies (``LocalClient.keep_replies``) answers a task it has answered before with the filed
+reply — no new work, no new DP release — and files a new one before its release is recorded and before it is sent
+(``fedsered.federation.reply_store``), so that no crash makes it release twice.
 Seeds: client ``cid`` in round ``r`` uses ``client_seed(seed, cid, r)``.
 """
 
@@ -26,9 +29,10 @@ from fedsered.config import Config, PrivacyConfig
 from fedsered.data.types import FeatureSet
 from fedsered.distill import distil
 from fedsered.distill.synthetic_set import SyntheticSet, make_meta
-from fedsered.errors import ConfigError, DataError, FedseredError
+from fedsered.errors import ConfigError, DataError, FedseredError, PrivacyBudgetError
 from fedsered.federation.payload import meta_json
 from fedsered.federation.protocol import Reply, Task
+from fedsered.federation.reply_store import DeferredLedger, FiledReply, ReplyStore, task_key
 from fedsered.models import build_model
 from fedsered.privacy.accountant import privacy_object
 from fedsered.privacy.client import client_privacy
@@ -57,6 +61,8 @@ class LocalClient:
         ledger_dir: the folder of the client's ledgers (``<pipeline>.json`` each); ``None`` keeps none.
         policy: the client's own privacy section (``fedsered.privacy.policy``); ``None``: the task's config is the
             client's own (in-process runs of one YAML).
+        keep_replies: file every reply under ``ledger_dir / "replies"`` and answer a repeated task from there
+            (``fedsered.federation.reply_store``); needs ``ledger_dir``.
     """
 
     client_id: str
@@ -64,10 +70,15 @@ class LocalClient:
     n_classes: int
     ledger_dir: Path | None = None
     policy: PrivacyConfig | None = None
+    keep_replies: bool = False
 
     def ledger_path(self, pipeline: str) -> Path | None:
         """The ledger file of ``pipeline``'s federation."""
         return None if self.ledger_dir is None else self.ledger_dir / f"{pipeline}.json"
+
+    def reply_store(self) -> ReplyStore | None:
+        """The client's filed replies (``None`` unless ``keep_replies``)."""
+        return ReplyStore(self.ledger_dir / "replies") if self.keep_replies and self.ledger_dir is not None else None
 
 
 def run_task(task: Task, client: LocalClient) -> Reply:
@@ -76,44 +87,90 @@ def run_task(task: Task, client: LocalClient) -> Reply:
     Returns:
         A ``Reply`` with the shared set (``x``, ``y`` and its metadata JSON) or the update (the model's arrays; the
         metadata holds ``num_examples`` for example-weighted FedAvg, or the round's DP release); ``error`` instead
-        when the client refuses (``FedseredError``). Metrics: ``seconds``, ``cpu-seconds``, ``peak-rss-mb``.
+        when the client refuses (``FedseredError``). Metrics: ``seconds``, ``cpu-seconds``, ``peak-rss-mb``. A task
+        the client has answered before (``keep_replies``) gets the filed reply.
     """
-    start, cpu = time.perf_counter(), time.process_time()
     cid = client.client_id
-    state = {k: torch.from_numpy(np.array(v, copy=True)) for k, v in task.state.items()}
-    seed = client_seed(task.seed, cid, task.round)
-    arrays: dict[str, np.ndarray]
     try:
         # the client acts under its own policy, tightened (never loosened) by what the task asks for
         own = task.cfg.privacy if client.policy is None else client.policy
         cfg = task.cfg.model_copy(update={"privacy": effective_privacy(own, task.cfg.privacy, client_id=cid,
                                                                        pipeline=task.pipeline)})  # fmt: skip
-        if task.kind == "share":
-            if task.pipeline not in SHARE_KINDS:
-                raise ConfigError(f"a share task for pipeline {task.pipeline!r}; sharing pipelines: {SHARE_KINDS}")
-            s = share_client(
-                task.pipeline, client.data, cfg=cfg, client_id=cid, n_classes=client.n_classes, init_state=state,
-                seed=seed, ledger_path=client.ledger_path(task.pipeline),
-            )  # fmt: skip
-            arrays, meta = {"x": s.x, "y": s.y}, meta_json(s)
-        elif task.pipeline == "dp_fedavg":
-            arrays, obj = local_update_dp(
-                state, client.data, cfg=cfg, client_id=cid, seed=seed, n_classes=client.n_classes,
-                ledger_path=client.ledger_path(task.pipeline),
-            )  # fmt: skip
-            meta = json.dumps({"privacy": obj}, allow_nan=False)
-        elif task.pipeline == "fedavg":
-            arrays = local_update(state, client.data, cfg=cfg, seed=seed, n_classes=client.n_classes)
-            weighted = cfg.federation.fedavg_weighting == "examples"
-            meta = json.dumps({"num_examples": len(client.data)} if weighted else {})
-        else:
-            raise ConfigError(f"an update task for pipeline {task.pipeline!r}; update pipelines: {UPDATE_KINDS}")
+        ledger = client_ledger(task.pipeline, cfg, client)
+        store = client.reply_store()
+        if store is None:
+            filed = _work(task, client, cfg, ledger)
+            if ledger is not None:
+                ledger.commit(task=None)
+            return Reply(client_id=cid, arrays=filed.arrays, meta=filed.meta, metrics=filed.metrics)
+        key = task_key(client_id=cid, pipeline=task.pipeline, kind=task.kind, round_=task.round, seed=task.seed,
+                       cfg=cfg, state=task.state)  # fmt: skip
+        filed_before = store.get(key)
+        if filed_before is not None:  # answered before (the upload, or the whole run, was lost): the same reply
+            if ledger is not None and filed_before.release is not None and ledger.recorded(key) is None:
+                ledger.pending = filed_before.release  # filed, then the process died before the ledger recorded it
+                ledger.commit(task=key)
+            return Reply(client_id=cid, arrays=filed_before.arrays, meta=filed_before.meta,
+                         metrics=filed_before.metrics)  # fmt: skip
+        if ledger is not None and ledger.recorded(key) is not None:
+            raise PrivacyBudgetError(
+                f"client {cid}: its ledger {ledger.path} records a release for this task ({task.pipeline}, round "
+                f"{task.round}) whose filed reply in {store.folder} is gone; it will not release for this task again"
+            )
+        filed = _work(task, client, cfg, ledger)
+        store.put(key, filed, about={"pipeline": task.pipeline, "round": task.round, "seed": task.seed})
+        if ledger is not None:
+            ledger.commit(task=key)
     except FedseredError as exc:
         return Reply(client_id=cid, arrays={}, error=f"{type(exc).__name__}: {exc}"[:500])
+    return Reply(client_id=cid, arrays=filed.arrays, meta=filed.meta, metrics=filed.metrics)
+
+
+def client_ledger(pipeline: str, cfg: Config, client: LocalClient) -> DeferredLedger | None:
+    """The client's ledger of ``pipeline``'s federation when the task makes a DP release (DP synthetic sharing,
+    DP-FedAvg) and the client keeps ledgers; loading it verifies its history (``PrivacyLedger``)."""
+    path = client.ledger_path(pipeline)
+    if path is None or pipeline not in ("synthetic", "dp_fedavg"):
+        return None
+    privacy = cfg.privacy if pipeline == "synthetic" else cfg.privacy.model_copy(update={"enabled": True})
+    cp = client_privacy(privacy, client_id=client.client_id, n_local=len(client.data))
+    if cp is None:
+        return None
+    return DeferredLedger(path, budget_epsilon=cp.budget_epsilon, delta=cp.delta, accountant=cp.accountant,
+                          client_id=client.client_id)  # fmt: skip
+
+
+def _work(task: Task, client: LocalClient, cfg: Config, ledger: PrivacyLedger | None) -> FiledReply:
+    """The task's work on the client's data: the reply's arrays, metadata and metrics, and the release it cost (a
+    ``DeferredLedger`` holds it, not yet recorded)."""
+    start, cpu = time.perf_counter(), time.process_time()
+    cid = client.client_id
+    state = {k: torch.from_numpy(np.array(v, copy=True)) for k, v in task.state.items()}
+    seed = client_seed(task.seed, cid, task.round)
+    arrays: dict[str, np.ndarray]
+    if task.kind == "share":
+        if task.pipeline not in SHARE_KINDS:
+            raise ConfigError(f"a share task for pipeline {task.pipeline!r}; sharing pipelines: {SHARE_KINDS}")
+        s = share_client(
+            task.pipeline, client.data, cfg=cfg, client_id=cid, n_classes=client.n_classes, init_state=state,
+            seed=seed, ledger=ledger,
+        )  # fmt: skip
+        arrays, meta = {"x": s.x, "y": s.y}, meta_json(s)
+    elif task.pipeline == "dp_fedavg":
+        arrays, obj = local_update_dp(state, client.data, cfg=cfg, client_id=cid, seed=seed,
+                                      n_classes=client.n_classes, ledger=ledger)  # fmt: skip
+        meta = json.dumps({"privacy": obj}, allow_nan=False)
+    elif task.pipeline == "fedavg":
+        arrays = local_update(state, client.data, cfg=cfg, seed=seed, n_classes=client.n_classes)
+        weighted = cfg.federation.fedavg_weighting == "examples"
+        meta = json.dumps({"num_examples": len(client.data)} if weighted else {})
+    else:
+        raise ConfigError(f"an update task for pipeline {task.pipeline!r}; update pipelines: {UPDATE_KINDS}")
     # timings and memory grow with the client's data: a DP client keeps them to itself (the accounting covers the
     # shared set or update, not side channels)
     metrics = {} if cfg.privacy.enabled else _metrics(start, cpu)
-    return Reply(client_id=cid, arrays=arrays, meta=meta, metrics=metrics)
+    release = ledger.pending if isinstance(ledger, DeferredLedger) else None
+    return FiledReply(arrays=arrays, meta=meta, metrics=metrics, release=release)
 
 
 def _metrics(start: float, cpu: float) -> dict[str, float]:
@@ -149,7 +206,7 @@ def distil_client(
     init_state: dict[str, torch.Tensor] | None,
     seed: int,
     n_classes: int,
-    ledger_path: str | Path | None = None,
+    ledger: PrivacyLedger | None = None,
     method: str | None = None,
     ipc: int | None = None,
 ) -> SyntheticSet:
@@ -162,8 +219,8 @@ def distil_client(
         init_state: the state every client distils for (θ₀, or the current global model).
         seed: this client's seed (``client_seed``).
         n_classes: number of classes of the task.
-        ledger_path: the client's privacy ledger file (DP only): the release is checked against the client's budget
-            before the work and recorded after it; ``None`` keeps no ledger.
+        ledger: the client's privacy ledger (DP only; ``client_ledger``): the release is checked against the client's
+            budget before the work and recorded after it; ``None`` keeps no ledger.
         method: overrides ``federation.method`` (e.g. ``"random"`` for the random-subset baseline).
         ipc: overrides ``federation.ipc``.
 
@@ -175,10 +232,6 @@ def distil_client(
         PrivacyBudgetError: the client's ledger refuses the release (its budget would be exceeded).
     """
     cp = client_privacy(cfg.privacy, client_id=client_id, n_local=len(data))
-    ledger = None
-    if cp is not None and ledger_path is not None:
-        ledger = PrivacyLedger(ledger_path, budget_epsilon=cp.budget_epsilon, delta=cp.delta, accountant=cp.accountant,
-                               client_id=client_id)  # fmt: skip
     return distil(
         data,
         method=method or cfg.federation.method,
@@ -191,7 +244,7 @@ def distil_client(
         features=_features(cfg),
         client_id=client_id,
         privacy=cp,
-        ledger=ledger,
+        ledger=ledger if cp is not None else None,
     )
 
 
@@ -215,12 +268,12 @@ def share_client(
 ) -> SyntheticSet:
     """The set a client uploads in pipeline ``kind`` (one of ``SHARE_KINDS``).
 
-    ``distil_args`` (``init_state``, ``seed``, ``ledger_path``) go to ``distil_client``; raw sharing needs none.
+    ``distil_args`` (``init_state``, ``seed``, ``ledger``) go to ``distil_client``; raw sharing needs none.
     """
     if kind == "synthetic":
         return distil_client(data, cfg=cfg, client_id=client_id, n_classes=n_classes, **distil_args)
     if kind == "random_subset":
-        distil_args.pop("ledger_path", None)
+        distil_args.pop("ledger", None)
         no_dp = cfg.model_copy(update={"privacy": cfg.privacy.model_copy(update={"enabled": False})})
         return distil_client(data, cfg=no_dp, client_id=client_id, n_classes=n_classes, method="random", **distil_args)
     if kind == "raw_sharing":
@@ -256,14 +309,14 @@ def local_update_dp(
     client_id: str,
     seed: int,
     n_classes: int,
-    ledger_path: str | Path | None = None,
+    ledger: PrivacyLedger | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """DP-FedAvg's client step: local DP-SGD (Opacus ``PrivacyEngine``, Poisson sampling) from ``state``.
 
     The noise multiplier is calibrated so that all ``federation.fedavg_rounds`` rounds together spend
     ``privacy.target_epsilon`` (per-client overrides apply; DP is on for this baseline whatever ``privacy.enabled``
     says). Each round is one release of ``fedavg_local_epochs × ⌈1 / q⌉`` steps at the public rate
-    q = ``privacy.sample_rate``; with ``ledger_path`` the client's ledger checks it before training and records it
+    q = ``privacy.sample_rate``; with ``ledger`` the client's ledger checks it before training and records it
     after. Sampling and noise come from the client's secret DP seed (``privacy.reproducible_noise`` aside).
 
     Returns:
@@ -276,10 +329,7 @@ def local_update_dp(
     total = calibrate(cp, mechanism="dp_fedavg", sample_rate=cp.sample_rate, steps=steps * fed.fedavg_rounds,
                       what=f"dp_fedavg's {fed.fedavg_rounds} rounds x {steps} steps", seed=seed)  # fmt: skip
     spec = replace(total, steps=steps)  # one round's share of the calibrated mechanism
-    ledger = None
-    if ledger_path is not None:
-        ledger = PrivacyLedger(ledger_path, budget_epsilon=cp.budget_epsilon, delta=cp.delta, accountant=cp.accountant,
-                               client_id=client_id)  # fmt: skip
+    if ledger is not None:
         ledger.check(spec.release())
     model = build_model(cfg.model, n_classes=n_classes, init_state=state)
     release = train_dp_sgd(

@@ -2,7 +2,8 @@
 
 ``run_comparison`` is what ``fedsered simulate``'s ServerApp runs over Flower's Grid (and what can run in-process):
 every pipeline goes through the same loop, transport, partitions, seed and evaluation, each as its own
-counterfactual federation (its own client ledgers). The result is a ``ComparisonResult``.
+counterfactual federation (its own client ledgers). The result is a ``ComparisonResult``. With a ``cache``
+(``fedsered.federation.checkpoint``) every finished pipeline is filed at once and a filed one is taken, not run again.
 """
 
 from __future__ import annotations
@@ -10,14 +11,21 @@ from __future__ import annotations
 import time
 
 from fedsered.config import Config, FederatedPipeline
+from fedsered.federation.checkpoint import PipelineCache
 from fedsered.federation.loop import Progress, ServerView, run_federation
 from fedsered.federation.protocol import Transport
 from fedsered.federation.results import ComparisonResult, PipelineResult
 
 
 def run_comparison(
-    cfg: Config, server: ServerView, transport: Transport, *, seed: int, progress: Progress | None = None,
+    cfg: Config,
+    server: ServerView,
+    transport: Transport,
+    *,
+    seed: int,
+    progress: Progress | None = None,
     log: Progress | None = None,
+    cache: PipelineCache | None = None,
 ) -> ComparisonResult:
     """Synthetic sharing and the configured baselines over ``transport``.
 
@@ -27,7 +35,9 @@ def run_comparison(
         transport: carries tasks to the clients.
         seed: the run seed.
         progress: ``(pipeline, round, rounds)`` after every round.
-        log: ``(pipeline, done, total)`` after every pipeline (``done`` counts pipelines).
+        log: ``(pipeline, done, total)`` after every pipeline (``done`` counts pipelines; a pipeline taken from the
+            cache is named ``"<pipeline> (resumed)"``).
+        cache: files finished pipelines and hands back those filed before (a resumed run).
 
     Returns:
         The ``ComparisonResult`` (``facts`` holds mode, method, ipc and the nodes).
@@ -36,9 +46,15 @@ def run_comparison(
     results: dict[str, PipelineResult] = {}
     start = time.perf_counter()
     for i, name in enumerate(names, 1):
-        results[name] = run_federation(cfg, server, transport, pipeline=name, seed=seed, progress=progress)
+        filed = None if cache is None else cache.get(name)
+        if filed is None:
+            results[name] = run_federation(cfg, server, transport, pipeline=name, seed=seed, progress=progress)
+            if cache is not None:
+                cache.put(name, results[name])
+        else:
+            results[name] = filed
         if log is not None:
-            log(name, i, len(names))
+            log(name if filed is None else f"{name} (resumed)", i, len(names))
     main = results.pop("synthetic")
     fed = cfg.federation
     facts = {"mode": fed.mode, "method": fed.method, "ipc": fed.ipc,
