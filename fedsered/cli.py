@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -484,22 +486,38 @@ def _quiet_environment() -> None:
     os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, turned into the same unwinding as Ctrl-C (``finally`` blocks run: Ray shut down, locks released)."""
+
+    signum = signal.SIGTERM
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Interrupted
+
+
 def main(argv: list[str] | None = None) -> int:
     _quiet_environment()
     args = build_parser().parse_args(argv)
     handler, _ = COMMANDS[args.command]
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)  # SIGTERM stops a command as Ctrl-C does
+    out = None
     try:
         cfg = load_config(args.config, args.overrides)
         if args.command == "validate" and not args.out:  # validate writes a run folder only when asked to
             return handler(args, cfg)
-        with claim(_out_dir(args, cfg), config_path=args.config, config_text=cfg.to_yaml()):
+        out = _out_dir(args, cfg)
+        with claim(out, config_path=args.config, config_text=cfg.to_yaml()):
             return handler(args, cfg)
     except FedseredError as exc:
         print(f"fedsered {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("fedsered: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        again = "" if out is None else f"; run the same command again to resume {out}"
+        print(f"fedsered {args.command}: interrupted by {signal.Signals(signum).name}{again}", file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
@@ -379,6 +381,10 @@ def load_output(path: Path, cls: type[Output]) -> Output | None:
     return cls(**values)
 
 
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
 def ray_tmpdir(out_dir: Path) -> tuple[Path, Path | None]:
     """``RAY_TMPDIR`` for a run: ``out_dir/ray``. Ray's socket paths add ~60 characters below it and Unix caps them
     at 107 bytes, so a long ``out_dir`` is reached through a short symbolic link in the system temporary folder
@@ -472,10 +478,13 @@ def _run_on_ray(
     tmp, link = ray_tmpdir(out_dir)
     os.environ["RAY_TMPDIR"] = str(tmp)
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    caller = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if _main_thread() else {}
     ray.init(
         num_cpus=workers, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 2**20,
         _temp_dir=str(tmp), configure_logging=False,
     )  # fmt: skip
+    for sig, handler in caller.items():  # ray.init installs its own SIGTERM handlers (Python's and its C++
+        signal.signal(sig, handler)  # core's abort); the caller's come back, so a signal unwinds to the finally below
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(_job)
         c, d, p, o = ray.put(cfg), ray.put(data), ray.put(plan), ray.put(one_run)

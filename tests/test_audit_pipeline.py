@@ -19,6 +19,7 @@ from typing import Any
 
 import browsercheck
 import numpy as np
+import psutil
 import pytest
 from PIL import Image
 
@@ -127,6 +128,53 @@ def test_audit_killed_then_resumed_equals_uninterrupted(audit_run: Path, tmp_pat
             assert resumed[name][key] == full[name][key], (name, key)
     # the same folder under another config is refused with one line
     assert main(["audit", str(cfg_file), *args, "--set=audit.shadows=6", "--out", str(out)]) == 2
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def test_audit_on_ray_stops_on_sigint_and_sigterm_within_seconds(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the process group) and SIGTERM to the driver, each while Ray runs the shadow runs: one line,
+    exit 128 + signal within 10 s, no Ray process left (by PID), the finished runs kept for a resume."""
+    out = tmp_path / "run"
+    cfg_file = tmp_path / "audit.yaml"
+    cfg_file.write_text("seed: 0\n", encoding="utf-8")
+    args = [f"--set={s}" for s in TINY] + [f"--set=features.cache_dir={tmp_path / 'cache'}", "--set=audit.workers=2",
+                                           "--set=audit.pipelines=[raw_sharing,random_subset,fedavg]"]  # fmt: skip
+    cmd = [sys.executable, "-m", "fedsered.cli", "audit", str(cfg_file), *args, "--out", str(out)]
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        before = len(list((out / "runs").rglob("*.npz")))
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + 180
+        while len(list((out / "runs").rglob("*.npz"))) <= before:
+            assert proc.poll() is None and time.monotonic() < deadline, "the audit ended before it could be stopped"
+            time.sleep(0.2)
+        ray_pids = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+        assert ray_pids, "no Ray process was running"
+        t0 = time.monotonic()
+        if sig == signal.SIGINT:
+            os.killpg(proc.pid, sig)  # what Ctrl-C in a terminal does
+        else:
+            proc.send_signal(sig)
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"{sig.name}: the audit did not stop within 10 s")
+        assert time.monotonic() - t0 < 10 and proc.returncode == 128 + sig, (sig.name, proc.returncode, err)
+        assert f"interrupted by {sig.name}; run the same command again to resume" in err.strip().splitlines()[-1]
+        left = [p for p in ray_pids if _alive(p)]
+        deadline = time.monotonic() + 5
+        while left and time.monotonic() < deadline:
+            time.sleep(0.2)
+            left = [p for p in left if _alive(p)]
+        assert not left, f"{sig.name}: Ray processes left: {left}"
+    assert len(list((out / "runs").rglob("*.npz"))) >= 2  # kept for the resume
 
 
 def test_dp_lower_bound_never_exceeds_accounted_epsilon(audit_run: Path) -> None:

@@ -101,3 +101,13 @@ def test_non_dp_replies_are_filed_too(tmp_path: Path) -> None:
     first = run_task(task, c)
     assert first.error is None and same(first, run_task(task, c)) and first.metrics
     assert not (tmp_path / "ledgers" / "synthetic.json").exists()
+
+
+def test_a_client_whose_data_changed_computes_afresh(tmp_path: Path) -> None:
+    """The key covers the client's own data: new recordings are new work (and a new release), not the old reply."""
+    c = client(tmp_path)
+    task = _task(tmp_path, *DP)
+    first = run_task(task, c)
+    grown = LocalClient(c.client_id, toy(31, 3), N_CLASSES, c.ledger_dir, c.policy, keep_replies=True)
+    again = run_task(task, grown)
+    assert again.error is None and not same(first, again) and len(entries(tmp_path)) == 2

@@ -103,8 +103,9 @@ def run_task(task: Task, client: LocalClient) -> Reply:
             if ledger is not None:
                 ledger.commit(task=None)
             return Reply(client_id=cid, arrays=filed.arrays, meta=filed.meta, metrics=filed.metrics)
+        d = client.data
         key = task_key(client_id=cid, pipeline=task.pipeline, kind=task.kind, round_=task.round, seed=task.seed,
-                       cfg=cfg, state=task.state)  # fmt: skip
+                       cfg=cfg, state=task.state, data={"x": d.x, "y": d.y, "id": d.utterance_id})  # fmt: skip
         filed_before = store.get(key)
         if filed_before is not None:  # answered before (the upload, or the whole run, was lost): the same reply
             if ledger is not None and filed_before.release is not None and ledger.recorded(key) is None:

@@ -51,7 +51,15 @@ KEY_EXCLUDE: dict[str, Any] = {
 
 
 def task_key(
-    *, client_id: str, pipeline: str, kind: str, round_: int, seed: int, cfg: Config, state: Mapping[str, Any]
+    *,
+    client_id: str,
+    pipeline: str,
+    kind: str,
+    round_: int,
+    seed: int,
+    cfg: Config,
+    state: Mapping[str, Any],
+    data: Mapping[str, Any] | None = None,
 ) -> str:
     """The key a client files a task's reply under (32 hex characters of a SHA-256).
 
@@ -60,14 +68,20 @@ def task_key(
         pipeline, kind, round_, seed: the task's.
         cfg: the config the client works under (the task's, tightened by its own policy).
         state: the model state the task starts from (numpy arrays by name).
+        data: the client's own data the work reads (numpy arrays by name): a client whose recordings changed
+            computes (and releases) afresh rather than answering with a reply about other data. The key never
+            leaves the client.
     """
     fed_fields = {f for f in KEY_EXCLUDE["federation"] if f in type(cfg.federation).model_fields}
     exclude = {**KEY_EXCLUDE, "federation": fed_fields}
     head = {"client": client_id, "pipeline": pipeline, "kind": kind, "round": round_, "seed": seed,
             "cfg": cfg.model_dump(mode="json", exclude=exclude)}  # fmt: skip
     h = hashlib.sha256(json.dumps(head, sort_keys=True, separators=(",", ":")).encode("utf-8"))
-    for name in sorted(state):
-        a = np.ascontiguousarray(state[name])
+    arrays = {**{f"state/{k}": v for k, v in state.items()}, **{f"data/{k}": v for k, v in (data or {}).items()}}
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        if a.dtype.kind in "OU":  # utterance ids: text, hashed as UTF-8
+            a = np.frombuffer("\x00".join(map(str, a.ravel())).encode("utf-8"), dtype=np.uint8)
         h.update(f"|{name}|{a.dtype.str}|{a.shape}|".encode())
         h.update(a.tobytes())
     return h.hexdigest()[:32]
