@@ -3,6 +3,7 @@ results.json; and over ``--seeds`` (summary with CIs and the paired difference, 
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from fedsered.cli import main
 from fedsered.experiments.train import parse_seeds
 from fedsered.experiments.train import rows as results_rows
 from fedsered.stats import mean_ci, paired_difference
+
+PROGRESS = re.compile(r"^[^:]+: \d+/\d+, ")  # a progress line in a log (fedsered.cli._LogLines)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,7 +49,7 @@ def test_missing_corpus_folder_is_one_line_error(tmp_path: Path, capsys: pytest.
         ["data", str(ROOT / "configs" / "default.yaml"), "--set", "data.corpus=emodb",
          "--set", f"data.path={tmp_path / 'nowhere'}", "--out", str(tmp_path / "run")]
     )  # fmt: skip
-    err = capsys.readouterr().err.strip().splitlines()
+    err = [ln for ln in capsys.readouterr().err.strip().splitlines() if not PROGRESS.match(ln)]
     assert code == 2 and len(err) == 1 and "nowhere" in err[0]
     assert not (tmp_path / "run" / "results.json").exists()
 
@@ -116,20 +119,20 @@ def test_seeds_summarise_resume_and_refuse_another_config(tmp_path: Path, capsys
     # another configuration in the same folder is refused with one line
     capsys.readouterr()
     assert _train(out, [*tiny, "train.epochs=3"], "--seeds", "0-1") == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = [ln for ln in capsys.readouterr().err.strip().splitlines() if not PROGRESS.match(ln)]
     assert len(err) == 1 and "holds a multi-seed training of another configuration" in err[0]
     # so is a seed file of another configuration (the folder's spec notwithstanding)
     record = json.loads((out / "seeds" / "1.json").read_text())
     (out / "seeds" / "1.json").write_text(json.dumps({**record, "fingerprint": "0" * 16}))
     assert _train(out, tiny, "--seeds", "0-1") == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = [ln for ln in capsys.readouterr().err.strip().splitlines() if not PROGRESS.match(ln)]
     assert len(err) == 1 and "1.json: holds a seed of another configuration" in err[0]
 
 
 @pytest.mark.parametrize("spec", ["5-2", "x", "0,,1", "1,1", "4294967296"])
 def test_bad_seeds_are_one_line_errors(spec: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _train(tmp_path / "run", _tiny(tmp_path), "--seeds", spec) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = [ln for ln in capsys.readouterr().err.strip().splitlines() if not PROGRESS.match(ln)]
     assert len(err) == 1 and err[0].startswith("fedsered train: error: --seeds") and "Traceback" not in err[0]
     assert not (tmp_path / "run").exists()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ import fedsered.experiments.distill as distill_driver
 import simulations.runner
 from fedsered.cli import main
 from fedsered.stats import mean_ci, paired_difference
+
+PROGRESS = re.compile(r"^[^:]+: \d+/\d+, ")  # a progress line in a log (fedsered.cli._LogLines)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = str(ROOT / "configs" / "default.yaml")
@@ -117,7 +120,7 @@ def test_distill_seeds_summarise_resume_and_refuse(
 
     # another configuration in the same folder is refused with one line, before any work
     assert _run("distill", out, [*tiny, "distill.dm_iterations=6"], "--seeds", "0-1") == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = [ln for ln in capsys.readouterr().err.strip().splitlines() if not PROGRESS.match(ln)]
     assert len(err) == 1 and "holds a multi-seed distillation of another configuration" in err[0]
 
 
@@ -127,7 +130,7 @@ def test_bad_seeds_are_one_line_errors(
 ) -> None:
     monkeypatch.setattr(simulations.runner, "simulate", _refuse("simulate"))
     assert _run(command, tmp_path / "run", distill_tiny(tmp_path), "--seeds", "5-2") == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = [ln for ln in capsys.readouterr().err.strip().splitlines() if not PROGRESS.match(ln)]
     assert len(err) == 1 and err[0].startswith(f"fedsered {command}: error: --seeds '5-2'")
     assert not (tmp_path / "run").exists()
 
@@ -187,9 +190,9 @@ def test_simulate_seeds_one_simulation_per_seed_summary_and_resume(
 
     # another configuration is refused with one line before Ray starts; so is a pipeline outside the policy
     assert _run("simulate", out, [*over, "federation.ipc=2"], "--seeds", "0-1") == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = [ln for ln in capsys.readouterr().err.strip().splitlines() if not PROGRESS.match(ln)]
     assert len(err) == 1 and "holds a multi-seed simulation of another configuration" in err[0]
     assert _run("simulate", tmp_path / "new", [*over, "federation.baselines=[fedavg]", "privacy.share=[synthetic]"],
                 "--seeds", "0-1") == 2  # fmt: skip
-    err = capsys.readouterr().err.strip().splitlines()
+    err = [ln for ln in capsys.readouterr().err.strip().splitlines() if not PROGRESS.match(ln)]
     assert len(err) == 1 and "does not allow fedavg" in err[0] and not (tmp_path / "new").exists()
