@@ -3,7 +3,9 @@
 A Ray head and a second Ray node start on this machine with ``ray start`` — their own ports (free ones, every port
 Ray would otherwise take by default), 1 CPU each, temp dirs under the test's folder, this checkout on their
 ``PYTHONPATH`` — and a marker in their environment, which every process they start inherits: teardown stops exactly
-those processes by PID (never ``ray stop``, which would hit anyone's Ray on a shared machine), on failure too. Then a
+those processes by PID (never ``ray stop``, which would hit anyone's Ray on a shared machine), on failure too. (Ray
+turns a loopback node address into the machine's own, so the nodes register under that; the driver joins through
+``127.0.0.1:<head port>``.) Then a
 tiny simulation and a tiny audit join the cluster; both must have run work on both nodes (the node ids the clients'
 records and the audit's runs carry) and give what a local run of the same seed gives.
 """
