@@ -130,7 +130,8 @@ def attack_metrics(ts: TargetScores, cfg: AuditConfig) -> dict[str, Any]:
 
 
 def target_metrics(ts: TargetScores, runs: list[ShadowOutput], cfg: AuditConfig) -> dict[str, Any]:
-    """The results.json entry of one target: utility, cost and accounted ε of its runs, then ``attack_metrics``."""
+    """The results.json entry of one target: utility, cost and accounted ε of its runs, the number of Ray nodes they
+    ran on (``nodes``: 0 in-process; infrastructure telemetry), then ``attack_metrics``."""
     eps_acc = [o.epsilon_accounted for o in runs if o.epsilon_accounted is not None]
     uars = np.array([o.uar for o in runs])
     return {
@@ -140,6 +141,7 @@ def target_metrics(ts: TargetScores, runs: list[ShadowOutput], cfg: AuditConfig)
         "bytes_up_total": int(np.mean([o.bytes_up_total for o in runs])),
         "runs": len(runs),
         "cpu_s": float(sum(o.cpu_s for o in runs)),
+        "nodes": len({o.node for o in runs if o.node}),
         **attack_metrics(ts, cfg),
     }
 

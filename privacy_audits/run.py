@@ -98,8 +98,8 @@ def run_audit(
     a = cfg.audit
     targets = list(dict.fromkeys(a.pipelines))
     dp_targets = tuple(t for t in targets if parse_target(t).is_dp)
-    check_resume(out_dir, spec_name="audit.json", digest=config_digest(cfg, exclude=RESUMABLE_CHANGES), cfg=cfg,
-                 what="membership audit", may_change="audit.workers, audit.pipelines and output")  # fmt: skip
+    check_resume(out_dir, spec_name="audit.json", digest=audit_digest(cfg), cfg=cfg, what="membership audit",
+                 may_change="audit.workers, audit.pipelines, federation.ray_address and output")  # fmt: skip
     plan = make_plan(cfg, data)
     one = make_one_run_plan(cfg, data, plan) if a.one_run_canaries and dp_targets else None
     w = a.workers if workers is None else workers
@@ -126,6 +126,7 @@ def run_audit(
             "population": len(plan.population), "canaries": a.canaries, "canary_kind": a.canary_kind,
             "canary_copies": a.canary_copies, "alpha": a.alpha, "delta": a.delta, "fpr": list(a.fpr),
             "lira_global_variance": a.lira_global_variance, "workers": w, "model": cfg.model.name,
+            "ray_address": cfg.federation.ray_address,
             "rmia_offline_a": a.rmia_offline_a, "domias_dim": a.domias_dim,
             "one_run": None if one is None else {
                 "canaries_per_run": a.one_run_canaries, "runs": a.one_run_runs, "fractions": list(a.one_run_fractions),
@@ -142,7 +143,16 @@ def run_audit(
 
 
 RESUMABLE_CHANGES = {"output": True, "audit": {"workers", "pipelines"}}
-"""What may change between an audit and its resumption (every finished run stays valid): the config digest skips it."""
+"""What may change between an audit and its resumption (every finished run stays valid): the config digest skips it,
+and ``federation.ray_address`` (a run is the same on any cluster), which ``audit_digest`` sets aside."""
+
+
+def audit_digest(cfg: Config) -> str:
+    """The digest an audit's run folder records: the config without ``RESUMABLE_CHANGES`` and with no
+    ``federation.ray_address`` (so a folder started locally resumes on a cluster and back; digests of configs without
+    one are unchanged)."""
+    local = cfg.model_copy(update={"federation": cfg.federation.model_copy(update={"ray_address": None})})
+    return config_digest(local, exclude=RESUMABLE_CHANGES)
 
 
 def finish(
@@ -234,7 +244,7 @@ def rescore(out_dir: Path, cfg: Config) -> dict[str, Any]:
     pipelines, curves = {}, {}
     for name, old in results["pipelines"].items():
         ts = load_scores(out_dir / results["scores"][name])
-        keep = {k: old[k] for k in (*KEPT, "one_run") if k in old}
+        keep = {k: old[k] for k in (*KEPT, "one_run", "nodes") if k in old}
         pipelines[name] = {**keep, **attack_metrics(ts, cfg.audit)}
         fpr, tpr = roc_points(ts, pipelines[name]["headline_attack"])
         curves[name] = (fpr, tpr, pipelines[name]["headline_attack"])

@@ -5,7 +5,8 @@ Every run re-executes a target's whole pipeline — distillation included, not o
 utterance is IN exactly half of the runs (``membership.balanced_membership``); one-run experiments (Steinke et al.
 2023, ``privacy_audits.one_run``) insert canaries each IN with probability ½. Each run returns only its signals, so
 nothing large crosses processes. Runs execute as Ray tasks (1 CPU each, ``RAY_TMPDIR`` under the run folder, Ray shut
-down afterwards), or sequentially in-process with ``workers=0``. Each finished run is saved at once
+down afterwards) — on an existing cluster with ``federation.ray_address`` (then only disconnected afterwards) —, or
+sequentially in-process with ``workers=0``. Each run records the Ray node it ran on. Each finished run is saved at once
 (``DIR/runs/<target>/<kind>-<run>.npz``, atomically), so an audit killed at any point and run again with the same
 config reuses every finished run.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -156,6 +158,7 @@ class ShadowOutput:
         replay: their server-knowledge scores (``privacy_audits.attacks.replay``).
         cpu_s: CPU seconds of the process while running it.
         wall_s: wall seconds.
+        node: the Ray node id the run ran on (``""`` in-process) — infrastructure telemetry, not private data.
     """
 
     target: str
@@ -173,6 +176,7 @@ class ShadowOutput:
     replay: np.ndarray | None
     cpu_s: float
     wall_s: float
+    node: str = ""
 
 
 def run_shadow(cfg: Config, data: Dataset, plan: AuditPlan, *, target: str, run: int) -> ShadowOutput:
@@ -297,6 +301,7 @@ class OneRunOutput:
         epsilon_accounted: the largest accounted ε of the run's clients, or ``None``.
         cpu_s: CPU seconds of the process while running it.
         wall_s: wall seconds.
+        node: the Ray node id the run ran on (``""`` in-process) — infrastructure telemetry, not private data.
     """
 
     target: str
@@ -308,6 +313,7 @@ class OneRunOutput:
     epsilon_accounted: float | None
     cpu_s: float
     wall_s: float
+    node: str = ""
 
 
 def one_run_clients(plan: AuditPlan, one: OneRunPlan, run: int) -> dict[str, FeatureSet]:
@@ -346,14 +352,25 @@ def run_one_run(
 Output = TypeVar("Output", ShadowOutput, OneRunOutput)
 
 
+def ray_node() -> str:
+    """The id of the Ray node this process runs on, ``""`` outside Ray (``ray`` is not imported to find out)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return ""
+    return str(ray.get_runtime_context().get_node_id() or "")
+
+
 def _job(
     cfg: Config, data: Dataset, plan: AuditPlan, one: OneRunPlan | None, kind: str, target: str, run: int
 ) -> ShadowOutput | OneRunOutput:
     """One run of the audit (the form a Ray task takes): ``kind`` ``"shadow"`` or ``"one_run"``."""
+    out: ShadowOutput | OneRunOutput
     if kind == "shadow":
-        return run_shadow(cfg, data, plan, target=target, run=run)
-    assert one is not None
-    return run_one_run(cfg, data, plan, one, target=target, run=run)
+        out = run_shadow(cfg, data, plan, target=target, run=run)
+    else:
+        assert one is not None
+        out = run_one_run(cfg, data, plan, one, target=target, run=run)
+    return replace(out, node=ray_node())
 
 
 def save_output(path: Path, out: ShadowOutput | OneRunOutput) -> None:
@@ -378,6 +395,7 @@ def load_output(path: Path, cls: type[Output]) -> Output | None:
     except (OSError, ValueError, KeyError, EOFError):
         return None
     values["run"] = int(values["run"])
+    values["node"] = str(values["node"] or "")  # runs saved before nodes were recorded have none
     return cls(**values)
 
 
@@ -418,7 +436,8 @@ def run_shadows(
         data: the prepared dataset.
         plan: the audit plan.
         targets: target names.
-        workers: parallel Ray tasks (1 CPU each); 0 runs them sequentially in this process.
+        workers: parallel Ray tasks (1 CPU each); 0 runs them sequentially in this process. On a cluster
+            (``federation.ray_address``) at most the cluster's CPUs.
         out_dir: the run folder (finished runs and Ray's temporary folder go below it).
         progress: ``(stage, done, total)`` callback.
         one_run: the one-run plan (with ``one_run_targets``).
@@ -475,21 +494,31 @@ def _run_on_ray(
 ) -> None:
     import ray
 
-    tmp, link = ray_tmpdir(out_dir)
-    os.environ["RAY_TMPDIR"] = str(tmp)
+    address = cfg.federation.ray_address
+    tmp, link = (None, None) if address else ray_tmpdir(out_dir)
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     caller = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if _main_thread() else {}
-    ray.init(
-        num_cpus=workers, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 2**20,
-        _temp_dir=str(tmp), configure_logging=False,
-    )  # fmt: skip
+    if address:  # an existing cluster: its own CPUs, object store and temp dir; shutdown only disconnects
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+    else:
+        os.environ["RAY_TMPDIR"] = str(tmp)
+        ray.init(
+            num_cpus=workers, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 2**20,
+            _temp_dir=str(tmp), configure_logging=False,
+        )  # fmt: skip
     for sig, handler in caller.items():  # ray.init installs its own SIGTERM handlers (Python's and its C++
         signal.signal(sig, handler)  # core's abort); the caller's come back, so a signal unwinds to the finally below
     try:
+        if address:
+            workers = max(1, min(workers, int(ray.cluster_resources().get("CPU", 0))))
         remote = ray.remote(num_cpus=1, max_retries=0)(_job)
         c, d, p, o = ray.put(cfg), ray.put(data), ray.put(plan), ray.put(one_run)
-        pending = {remote.remote(c, d, p, o, kind, t, r): (kind, t, r) for kind, t, r in jobs}
-        while pending:
+        queue = list(jobs)
+        pending: dict[Any, tuple[str, str, int]] = {}
+        while queue or pending:
+            while queue and len(pending) < workers:  # at most `workers` runs in flight
+                kind, t, r = queue.pop(0)
+                pending[remote.remote(c, d, p, o, kind, t, r)] = (kind, t, r)
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
                 on_done(pending.pop(ref), ray.get(ref))

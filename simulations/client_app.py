@@ -63,6 +63,12 @@ def virtual_node() -> bool:
     return ray is not None and ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None
 
 
+def ray_node() -> str:
+    """The id of the Ray node running this virtual client (``""`` outside Ray). Infrastructure telemetry for the
+    experimenter (which machine of a cluster ran which client), not private data: it depends on no record."""
+    return str(sys.modules["ray"].get_runtime_context().get_node_id() or "") if virtual_node() else ""
+
+
 def own_setting(context: Context, key: str, env: str) -> str | None:
     """A client-side setting: the node config's ``key``, else ``$env``, else — SIMULATION ONLY — the run config's
     ``key`` (``flwr run . <local simulation> --run-config "... ledger-dir='...' policy-file='...'"``)."""
@@ -122,7 +128,7 @@ def train(msg: Message, context: Context) -> Message:
     reply = run_task(task, client)
     if reply.metrics:  # a DP client publishes no timings
         reply = replace(reply, metrics={**reply.metrics, "setup-seconds": setup, "setup-cpu-seconds": setup_cpu})
-    return reply_message(msg, reply)
+    return reply_message(msg, replace(reply, node=ray_node()))
 
 
 def build_client_app(mods: list[Mod] | None = None) -> ClientApp:

@@ -4,7 +4,9 @@ Flower's public Python entry point, ``flwr.simulation.run_simulation``, is depre
 (which needs a SuperLink daemon) and cannot pass a run config to the ServerApp. Both call the engine function
 ``flwr.simulation.run_simulation._run_simulation``; we call it directly, pinned to flwr 1.42.0 (pyproject), with a
 ``Context`` carrying the run config. Ray settings come from the ``federation`` section: CPUs per virtual client,
-Ray's CPU count and object-store cap, or ``ray_address`` to join a cluster started with ``ray start --head``.
+Ray's CPU count and object-store cap, or ``ray_address`` to join a cluster started with ``ray start --head`` (then
+this process connects first, ``join_cluster``, so that the clients' own settings reach actors on every node, and
+disconnects afterwards; each client's record names the Ray node that ran it).
 Ray's temp dir goes under the run folder (or a short folder in the system temp dir when the run folder's path is too
 long for Ray's Unix sockets); telemetry and usage stats are off; Ray processes this run started are gone afterwards.
 SIGINT or SIGTERM during the simulation stops it at once (``stop_on_signals``): one line on stderr, Ray's processes
@@ -59,6 +61,23 @@ def backend_config(cfg: Config) -> dict[str, Any]:
         if fed.ray_num_cpus is not None:
             init_args["num_cpus"] = fed.ray_num_cpus
     return {"client_resources": {"num_cpus": fed.cpus_per_client, "num_gpus": 0.0}, "init_args": init_args}
+
+
+def join_cluster(address: str, env: dict[str, str], *, verbose: bool = False) -> None:
+    """Connect this process to the Ray cluster at ``address`` before Flower's backend would: with ``env`` (the
+    virtual clients' ledger folder and policy file) in the runtime environment of every worker on every node — a
+    worker started by another node's raylet does not inherit this process's environment — beside the ``PYTHONPATH``
+    Flower's own ``ray.init`` gives them (this process's ``sys.path``; pinned flwr 1.42.0). Flower then finds Ray
+    initialised, uses it, and ``ray.shutdown()`` at its end only disconnects."""
+    import ray
+
+    pythonpath = os.pathsep.join(sys.path)
+    if os.environ.get("PYTHONPATH"):
+        pythonpath = f"{pythonpath}{os.pathsep}{os.environ['PYTHONPATH']}"
+    ray.init(
+        address=address, runtime_env={"env_vars": {"PYTHONPATH": pythonpath, **env}}, log_to_driver=True,
+        logging_level=logging.INFO if verbose else logging.WARNING,  # Flower's defaults for its own ray.init
+    )  # fmt: skip
 
 
 @contextmanager
@@ -229,6 +248,8 @@ def simulate(
         cleanup = None if short is None else partial(shutil.rmtree, short, ignore_errors=True)
         try:
             with stop_on_signals(before, out=out, cleanup=cleanup):
+                if cfg.federation.ray_address:
+                    join_cluster(cfg.federation.ray_address, own, verbose=verbose)
                 _run_simulation(
                     num_supernodes=num_supernodes or cfg.federation.num_clients,
                     exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
@@ -240,6 +261,10 @@ def simulate(
                     verbose_logging=verbose,
                 )
         finally:
+            if cfg.federation.ray_address:
+                import ray
+
+                ray.shutdown()  # disconnects (Flower did already unless the run failed before its end)
             flwr_logger.propagate = propagate
             for handler in quiet:
                 handler.removeFilter(progress_only)

@@ -2,9 +2,10 @@
 
 A task is ``RecordDict({"arrays": ArrayRecord(model state), "task": ConfigRecord({"fedsered-config": <resolved YAML>,
 "pipeline", "kind", "round", "seed"})})`` with message type ``train``; a reply is ``RecordDict({"payload":
-ArrayRecord(the set's x/y or the update), "meta": ConfigRecord({"json": <metadata>, "error": <refusal or "">}),
-"metrics": MetricRecord(...)})``. ``reply_of`` never raises: a reply missing records arrives as an empty or
-undecodable ``Reply``, which the server's checks (``fedsered.federation.accept``) reject with the client named.
+ArrayRecord(the set's x/y or the update), "meta": ConfigRecord({"json": <metadata>, "error": <refusal or "">,
+"node": <the Ray node id, or "">}), "metrics": MetricRecord(...)})``. ``reply_of`` never raises: a reply missing
+records arrives as an empty or undecodable ``Reply``, which the server's checks (``fedsered.federation.accept``)
+reject with the client named.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def reply_message(msg: Message, reply: Reply) -> Message:
     """The Message answering ``msg`` with ``reply``."""
     content = RecordDict({
         PAYLOAD_KEY: array_record(reply.arrays),
-        META_KEY: ConfigRecord({"json": reply.meta, "error": reply.error or ""}),
+        META_KEY: ConfigRecord({"json": reply.meta, "error": reply.error or "", "node": reply.node}),
         METRICS_KEY: MetricRecord({k: float(v) for k, v in reply.metrics.items()}),
     })  # fmt: skip
     return Message(content, reply_to=msg)
@@ -83,8 +84,10 @@ def reply_of(message: Message, *, client_id: str) -> Reply:
     meta_rec = content.config_records.get(META_KEY)
     meta = meta_rec.get("json") if meta_rec is not None else None
     error = meta_rec.get("error") if meta_rec is not None else None
+    node = meta_rec.get("node") if meta_rec is not None else None
     metrics = dict(content.metric_records[METRICS_KEY]) if METRICS_KEY in content.metric_records else {}
     return Reply(
         client_id=client_id, arrays=arrays, meta=meta if isinstance(meta, str) else "", metrics=metrics,
-        error=str(error)[:500] if error else None, to_numpy=Array.numpy, size=lambda a: len(a.data),
+        error=str(error)[:500] if error else None, node=node[:100] if isinstance(node, str) else "",
+        to_numpy=Array.numpy, size=lambda a: len(a.data),
     )  # fmt: skip

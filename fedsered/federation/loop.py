@@ -74,7 +74,7 @@ def _record(reply: Reply, *, status: str, round_: int, privacy: dict | None = No
         id=reply.client_id, status=status, round=round_, bytes_up=bytes_up, error=error, privacy=privacy,
         seconds=reply_metric(m, "seconds"), cpu_seconds=reply_metric(m, "cpu-seconds"),
         peak_rss_mb=reply_metric(m, "peak-rss-mb"), setup_seconds=reply_metric(m, "setup-seconds"),
-        setup_cpu_seconds=reply_metric(m, "setup-cpu-seconds"),
+        setup_cpu_seconds=reply_metric(m, "setup-cpu-seconds"), node=reply.node or None,
     )  # fmt: skip
 
 

@@ -55,6 +55,8 @@ class Reply:
         meta: the metadata JSON string (a shared set's metadata; an update's privacy release).
         metrics: the client's own measurements (seconds, CPU seconds, peak RSS MB, ...).
         error: the client declined the task (policy, budget, bad instruction): why. Nothing else is used then.
+        node: the Ray node that ran the client (``""`` outside Ray): infrastructure telemetry of the transport,
+            not private data (it depends on no record); never part of the payload or its bytes.
         to_numpy: turns one entry of ``arrays`` into a numpy array.
         size: the bytes one entry of ``arrays`` took on the wire, read without decoding it.
     """
@@ -64,6 +66,7 @@ class Reply:
     meta: str = "{}"
     metrics: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
+    node: str = ""
     to_numpy: Callable[[Any], np.ndarray] = np.asarray
     size: Callable[[Any], int] = npy_bytes
 

@@ -39,6 +39,8 @@ class ClientRecord:
         cpu_seconds: the client's CPU seconds for the reply (its process).
         setup_seconds: seconds the client spent loading its data for this reply (0 when already loaded).
         setup_cpu_seconds: CPU seconds of that loading.
+        node: the Ray node that ran the client (a simulation; ``None`` otherwise) — infrastructure telemetry, not
+            private data.
     """
 
     id: str
@@ -52,6 +54,7 @@ class ClientRecord:
     cpu_seconds: float | None = None
     setup_seconds: float | None = None
     setup_cpu_seconds: float | None = None
+    node: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
