@@ -130,6 +130,14 @@ def test_the_server_rejects_malformed_privacy_and_metrics() -> None:
         reply = Reply("client-1", {"x": x, "y": y}, json.dumps({**meta, "privacy": bad}))
         with pytest.raises(PayloadError, match="client-1"):
             accept_set(reply, n_classes=3, input_shape=shape, max_bytes=10**6)
+    # more examples than the task asked for: a set that would outweigh the others in the union
+    arrays = {"x": np.zeros((8, *shape), np.float32), "y": np.array([0] * 6 + [1, 2])}
+    many = Reply("client-1", arrays, json.dumps(meta))
+    with pytest.raises(PayloadError, match=r"6 examples of class 0, the task asked for at most federation\.ipc=1"):
+        accept_set(many, n_classes=3, input_shape=shape, max_bytes=10**6, max_per_class=1)
+    with pytest.raises(PayloadError, match=r"above federation\.max_client_examples=5"):
+        accept_set(many, n_classes=3, input_shape=shape, max_bytes=10**6, max_examples=5)
+    assert len(accept_set(many, n_classes=3, input_shape=shape, max_bytes=10**6, max_per_class=6)[0].y) == 8
     ref = {"w": np.zeros(3, np.float32)}
     for bad_meta, why in (("{}", "num_examples"), ('{"num_examples": 10**9}', "JSON"),
                           ('{"num_examples": 5000000}', "max_client_examples")):  # fmt: skip

@@ -75,12 +75,29 @@ def compose_privacy(previous: dict[str, Any] | None, new: dict[str, Any] | None)
 
 
 def accept_set(
-    reply: Reply, *, n_classes: int, input_shape: tuple[int, ...], max_bytes: int
+    reply: Reply,
+    *,
+    n_classes: int,
+    input_shape: tuple[int, ...],
+    max_bytes: int,
+    max_per_class: int | None = None,
+    max_examples: int | None = None,
 ) -> tuple[SyntheticSet, dict[str, Any] | None]:
     """A shared set and the server's privacy object for it.
 
+    Args:
+        reply: the client's reply.
+        n_classes: classes of the task.
+        input_shape: the shape every example must have.
+        max_bytes: cap on the reply, checked before decoding.
+        max_per_class: most examples of one class the task asked for (``federation.ipc`` for synthetic and
+            selected sets); a set with more is not the set that was asked for (it would outweigh the others in
+            the union).
+        max_examples: most examples in all (``federation.max_client_examples`` for raw sharing).
+
     Raises:
-        PayloadError: see ``fedsered.federation.payload.decode_set``; a set claiming another client's id.
+        PayloadError: see ``fedsered.federation.payload.decode_set``; a set claiming another client's id; more
+            examples (of a class, or in all) than the task allows.
     """
     s = decode_set(
         reply.arrays, reply.meta, to_numpy=reply.to_numpy, nbytes=reply.size, n_classes=n_classes,
@@ -88,6 +105,17 @@ def accept_set(
     )  # fmt: skip
     if s.meta.get("client_id") != reply.client_id:
         raise PayloadError(f"{reply.client_id}: set claims client_id {str(s.meta.get('client_id'))[:40]!r}")
+    counts = np.bincount(np.asarray(s.y), minlength=n_classes)
+    if max_per_class is not None and counts.max(initial=0) > max_per_class:
+        k = int(counts.argmax())
+        raise PayloadError(
+            f"{reply.client_id}: set holds {int(counts[k])} examples of class {k}, the task asked for at most "
+            f"federation.ipc={max_per_class} per class"
+        )
+    if max_examples is not None and len(s.y) > max_examples:
+        raise PayloadError(
+            f"{reply.client_id}: set holds {len(s.y)} examples, above federation.max_client_examples={max_examples}"
+        )
     return s, release_privacy(s.meta.get("privacy"), source=reply.client_id)
 
 
