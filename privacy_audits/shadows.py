@@ -36,6 +36,7 @@ from fedsered.federation.client import LocalClient, run_task
 from fedsered.federation.protocol import Task
 from fedsered.io import atomic_write_bytes
 from fedsered.models import fixed_init_state
+from fedsered.processes import children, forget, record_children, stop_recorded
 from fedsered.seeding import int_seed, rng
 from privacy_audits.attacks.dcr import dcr_scores
 from privacy_audits.attacks.domias import domias_scores
@@ -498,6 +499,8 @@ def _run_on_ray(
     tmp, link = (None, None) if address else ray_tmpdir(out_dir)
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     caller = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if _main_thread() else {}
+    stop_recorded(out_dir)  # Ray processes a SIGKILLed audit of this folder left behind
+    before = children()
     if address:  # an existing cluster: its own CPUs, object store and temp dir; shutdown only disconnects
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     else:
@@ -509,6 +512,7 @@ def _run_on_ray(
     for sig, handler in caller.items():  # ray.init installs its own SIGTERM handlers (Python's and its C++
         signal.signal(sig, handler)  # core's abort); the caller's come back, so a signal unwinds to the finally below
     try:
+        record_children(out_dir, exclude=before)  # for the next run of this folder, should this one be SIGKILLed
         if address:
             workers = max(1, min(workers, int(ray.cluster_resources().get("CPU", 0))))
         remote = ray.remote(num_cpus=1, max_retries=0)(_job)
@@ -524,6 +528,7 @@ def _run_on_ray(
                 on_done(pending.pop(ref), ray.get(ref))
     finally:
         ray.shutdown()
+        forget(out_dir)
         if link is not None:
             link.unlink(missing_ok=True)
             link.parent.rmdir()

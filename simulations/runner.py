@@ -41,6 +41,7 @@ from flwr.supercore.telemetry import EventType
 
 from fedsered.config import Config
 from fedsered.io import atomic_write_text
+from fedsered.processes import forget, record_children, stop_recorded
 
 RAY_SOCKET_BUDGET = 40
 """Longest Ray temp-dir path used as is: Ray appends ~70 characters of session and socket names, and a Unix
@@ -140,6 +141,34 @@ def stop_leftovers(before: set[int], *, grace: float = 10.0, term_wait: float = 
     return [p.pid for p in new]
 
 
+class _Recorder:
+    """While inside, a daemon thread records this process's children (Ray's processes, once Flower started Ray
+    inside ``_run_simulation``) in the run folder every few seconds (``fedsered.processes``), so that a run after a
+    SIGKILL can stop what this one leaves."""
+
+    def __init__(self, out: Path, before: set[int], interval: float = 3.0) -> None:
+        self.out, self.before, self.interval = out, before, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="fedsered-ray-recorder")
+
+    def _run(self) -> None:
+        seen = 0
+        while not self._stop.wait(self.interval):
+            n = len(psutil.Process().children(recursive=True))
+            if n != seen:
+                with suppress(OSError):
+                    record_children(self.out, exclude=self.before)
+                seen = n
+
+    def __enter__(self) -> _Recorder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval + 1)
+
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -232,7 +261,9 @@ def simulate(
         run_id=0, node_id=0, node_config={}, state=RecordDict(),
         run_config={"config-path": str(config_path), "out-dir": str(out)},
     )  # fmt: skip
+    stop_recorded(out)  # Ray processes a SIGKILLed simulation of this folder left behind
     before = {p.pid for p in psutil.Process().children(recursive=True)}
+    recorder = _Recorder(out, before)
     flwr_logger = logging.getLogger("flwr")
     propagate = flwr_logger.propagate
     flwr_logger.propagate = False  # Flower has its own console handler; the root logger would print it twice
@@ -247,7 +278,7 @@ def simulate(
         short = None if tmp == (out / "ray").resolve() else tmp  # a temp folder of ours, removed on a signal too
         cleanup = None if short is None else partial(shutil.rmtree, short, ignore_errors=True)
         try:
-            with stop_on_signals(before, out=out, cleanup=cleanup):
+            with stop_on_signals(before, out=out, cleanup=cleanup), recorder:
                 if cfg.federation.ray_address:
                     join_cluster(cfg.federation.ray_address, own, verbose=verbose)
                 _run_simulation(
@@ -269,5 +300,6 @@ def simulate(
             for handler in quiet:
                 handler.removeFilter(progress_only)
             leftovers = stop_leftovers(before)
+            forget(out)
     return {"wall_seconds": time.perf_counter() - start, "ray_tmpdir": str(tmp), "leftover_pids": leftovers,
             "ledger_dir": str(ledger_dir), "fresh_ledgers": fresh}  # fmt: skip

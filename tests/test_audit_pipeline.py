@@ -177,6 +177,31 @@ def test_audit_on_ray_stops_on_sigint_and_sigterm_within_seconds(tmp_path: Path)
     assert len(list((out / "runs").rglob("*.npz"))) >= 2  # kept for the resume
 
 
+def test_a_run_after_sigkill_stops_the_ray_processes_the_killed_one_left(tmp_path: Path) -> None:
+    """A SIGKILLed driver cannot stop Ray; it recorded Ray's processes in its folder, and the next run of the folder
+    stops the ones still there (same PID and start time) before starting its own."""
+    out = tmp_path / "run"
+    cfg_file = tmp_path / "audit.yaml"
+    cfg_file.write_text("seed: 0\n", encoding="utf-8")
+    args = [f"--set={s}" for s in TINY] + [f"--set=features.cache_dir={tmp_path / 'cache'}", "--set=audit.workers=2",
+                                           "--set=audit.pipelines=[raw_sharing,random_subset]"]  # fmt: skip
+    cmd = [sys.executable, "-m", "fedsered.cli", "audit", str(cfg_file), *args, "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while not list((out / "runs").rglob("*.npz")):
+        assert proc.poll() is None and time.monotonic() < deadline, "the audit ended before it could be killed"
+        time.sleep(0.2)
+    rows = json.loads((out / ".ray-processes.json").read_text())
+    assert rows, "Ray's processes were not recorded"
+    proc.kill()  # the driver only, as an OOM kill would: Ray's processes live on
+    proc.wait()
+    recorded = [psutil.Process(pid) for pid, t in rows if _alive(pid) and psutil.Process(pid).create_time() == t]
+    assert recorded, "no recorded Ray process outlived the driver (nothing to test)"
+    assert main(["audit", str(cfg_file), *args, "--out", str(out)]) == 0
+    assert not [p for p in recorded if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not (out / ".ray-processes.json").exists()
+
+
 def test_dp_lower_bound_never_exceeds_accounted_epsilon(audit_run: Path) -> None:
     """The audit's ε lower bound (max over attacks and canaries) stays below the accountant's ε for the DP pipelines,
     while the same audit certifies more than that ε against raw sharing (so the check has teeth)."""
