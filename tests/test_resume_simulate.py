@@ -139,9 +139,11 @@ def finished(run: Run) -> subprocess.CompletedProcess[str]:
 
 
 def deterministic(obj: Any) -> Any:
-    """``obj`` without timings, memory and the runtime section."""
+    """``obj`` without timings, memory, the runtime section and the Ray node that ran each client (another Ray
+    session, another node id)."""
     if isinstance(obj, dict):
-        return {k: deterministic(v) for k, v in obj.items() if k != "runtime" and not k.endswith(SECRET_FREE)}
+        return {k: deterministic(v) for k, v in obj.items()
+                if k not in ("runtime", "node") and not k.endswith(SECRET_FREE)}  # fmt: skip
     if isinstance(obj, list):
         return [deterministic(v) for v in obj]
     return obj
