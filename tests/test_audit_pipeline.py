@@ -21,6 +21,7 @@ import browsercheck
 import numpy as np
 import psutil
 import pytest
+from interrupting import interrupt, wait_for
 from PIL import Image
 
 from fedsered.cli import main
@@ -99,26 +100,28 @@ def test_results_contract(audit_run: Path) -> None:
             assert z["score"].shape == z["member"].shape  # the headline attack's own pairs
 
 
+def audit_command(tmp: Path, *extra: str) -> tuple[list[str], list[str]]:
+    """The CLI arguments of a tiny audit into ``tmp/run`` (``extra`` overrides added), and the subprocess command."""
+    cfg_file = tmp / "audit.yaml"
+    cfg_file.write_text("seed: 0\n", encoding="utf-8")
+    args = ["audit", str(cfg_file), *[f"--set={s}" for s in [*TINY, f"features.cache_dir={tmp / 'cache'}", *extra]],
+            "--out", str(tmp / "run")]  # fmt: skip
+    return args, [sys.executable, "-m", "fedsered.cli", *args]
+
+
 def test_audit_killed_then_resumed_equals_uninterrupted(audit_run: Path, tmp_path: Path) -> None:
     """SIGKILL mid-audit after some runs finished, then the same command again: the finished runs are reused (their
     files untouched), the rest computed, and the results equal an uninterrupted audit's."""
-    out = tmp_path / "killed"
-    cfg_file = tmp_path / "audit.yaml"
-    cfg_file.write_text("seed: 0\n", encoding="utf-8")
-    args = [f"--set={s}" for s in TINY] + [f"--set=features.cache_dir={tmp_path / 'cache'}",
-                                           "--set=audit.pipelines=[raw_sharing,random_subset]"]  # fmt: skip
-    cmd = [sys.executable, "-m", "fedsered.cli", "audit", str(cfg_file), *args, "--out", str(out)]
+    out = tmp_path / "run"
+    args, cmd = audit_command(tmp_path, "audit.pipelines=[raw_sharing,random_subset]")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 180
-    while len(list((out / "runs").rglob("*.npz"))) < 3:
-        assert proc.poll() is None and time.monotonic() < deadline, "the audit ended before it could be killed"
-        time.sleep(0.2)
+    wait_for(lambda: len(list((out / "runs").rglob("*.npz"))) >= 3, proc, what="the audit")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "results.json").exists()
     kept = {p: p.stat().st_mtime_ns for p in sorted((out / "runs").rglob("*.npz"))}
     assert 3 <= len(kept) < 8
-    assert main(["audit", str(cfg_file), *args, "--out", str(out)]) == 0
+    assert main(args) == 0
     assert all(p.stat().st_mtime_ns == t for p, t in kept.items())  # reused, not recomputed
     assert len(list((out / "runs").rglob("*.npz"))) == 8
     full = json.loads((audit_run / "results.json").read_text(encoding="utf-8"))["pipelines"]
@@ -127,7 +130,7 @@ def test_audit_killed_then_resumed_equals_uninterrupted(audit_run: Path, tmp_pat
         for key in ("uar", "auc", "tpr_at_fpr", "epsilon_lower_bound", "attacks", "canaries", "bytes_up_total"):
             assert resumed[name][key] == full[name][key], (name, key)
     # the same folder under another config is refused with one line
-    assert main(["audit", str(cfg_file), *args, "--set=audit.shadows=6", "--out", str(out)]) == 2
+    assert main([*args, "--set=audit.shadows=6"]) == 2
 
 
 def _alive(pid: int) -> bool:
@@ -141,32 +144,15 @@ def test_audit_on_ray_stops_on_sigint_and_sigterm_within_seconds(tmp_path: Path)
     """Ctrl-C (SIGINT to the process group) and SIGTERM to the driver, each while Ray runs the shadow runs: one line,
     exit 128 + signal within 10 s, no Ray process left (by PID), the finished runs kept for a resume."""
     out = tmp_path / "run"
-    cfg_file = tmp_path / "audit.yaml"
-    cfg_file.write_text("seed: 0\n", encoding="utf-8")
-    args = [f"--set={s}" for s in TINY] + [f"--set=features.cache_dir={tmp_path / 'cache'}", "--set=audit.workers=2",
-                                           "--set=audit.pipelines=[raw_sharing,random_subset,fedavg]"]  # fmt: skip
-    cmd = [sys.executable, "-m", "fedsered.cli", "audit", str(cfg_file), *args, "--out", str(out)]
+    _, cmd = audit_command(tmp_path, "audit.workers=2", "audit.pipelines=[raw_sharing,random_subset,fedavg]")
     for sig in (signal.SIGINT, signal.SIGTERM):
         before = len(list((out / "runs").rglob("*.npz")))
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)  # fmt: skip
-        deadline = time.monotonic() + 180
-        while len(list((out / "runs").rglob("*.npz"))) <= before:
-            assert proc.poll() is None and time.monotonic() < deadline, "the audit ended before it could be stopped"
-            time.sleep(0.2)
+        wait_for(lambda b=before: len(list((out / "runs").rglob("*.npz"))) > b, proc, what="the audit")
         ray_pids = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
         assert ray_pids, "no Ray process was running"
-        t0 = time.monotonic()
-        if sig == signal.SIGINT:
-            os.killpg(proc.pid, sig)  # what Ctrl-C in a terminal does
-        else:
-            proc.send_signal(sig)
-        try:
-            _, err = proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(f"{sig.name}: the audit did not stop within 10 s")
-        assert time.monotonic() - t0 < 10 and proc.returncode == 128 + sig, (sig.name, proc.returncode, err)
+        err = interrupt(proc, sig)
         assert f"interrupted by {sig.name}; run the same command again to resume" in err.strip().splitlines()[-1]
         left = [p for p in ray_pids if _alive(p)]
         deadline = time.monotonic() + 5
@@ -181,23 +167,16 @@ def test_a_run_after_sigkill_stops_the_ray_processes_the_killed_one_left(tmp_pat
     """A SIGKILLed driver cannot stop Ray; it recorded Ray's processes in its folder, and the next run of the folder
     stops the ones still there (same PID and start time) before starting its own."""
     out = tmp_path / "run"
-    cfg_file = tmp_path / "audit.yaml"
-    cfg_file.write_text("seed: 0\n", encoding="utf-8")
-    args = [f"--set={s}" for s in TINY] + [f"--set=features.cache_dir={tmp_path / 'cache'}", "--set=audit.workers=2",
-                                           "--set=audit.pipelines=[raw_sharing,random_subset]"]  # fmt: skip
-    cmd = [sys.executable, "-m", "fedsered.cli", "audit", str(cfg_file), *args, "--out", str(out)]
+    args, cmd = audit_command(tmp_path, "audit.workers=2", "audit.pipelines=[raw_sharing,random_subset]")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 180
-    while not list((out / "runs").rglob("*.npz")):
-        assert proc.poll() is None and time.monotonic() < deadline, "the audit ended before it could be killed"
-        time.sleep(0.2)
+    wait_for(lambda: bool(list((out / "runs").rglob("*.npz"))), proc, what="the audit")
     rows = json.loads((out / ".ray-processes.json").read_text())
     assert rows, "Ray's processes were not recorded"
     proc.kill()  # the driver only, as an OOM kill would: Ray's processes live on
     proc.wait()
     recorded = [psutil.Process(pid) for pid, t in rows if _alive(pid) and psutil.Process(pid).create_time() == t]
     assert recorded, "no recorded Ray process outlived the driver (nothing to test)"
-    assert main(["audit", str(cfg_file), *args, "--out", str(out)]) == 0
+    assert main(args) == 0
     assert not [p for p in recorded if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not (out / ".ray-processes.json").exists()
 

@@ -5,15 +5,13 @@ folder to resume, exit status 128 + the signal, no child process left, and the f
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
-import pytest
+from interrupting import interrupt, wait_for
 from test_distill_cli import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,22 +26,9 @@ def test_distill_stops_on_sigint_and_sigterm_and_resumes(tmp_path: Path) -> None
     for k, sig in enumerate((signal.SIGINT, signal.SIGTERM)):
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)  # fmt: skip
-        deadline = time.monotonic() + 120
-        while not (out / "seeds" / str(k) / "results.json").exists():
-            assert proc.poll() is None and time.monotonic() < deadline, "distill ended before it could be stopped"
-            time.sleep(0.1)
+        wait_for((out / "seeds" / str(k) / "results.json").exists, proc, what="distill")
         children = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
-        t0 = time.monotonic()
-        if sig == signal.SIGINT:
-            os.killpg(proc.pid, sig)  # what Ctrl-C in a terminal does
-        else:
-            proc.send_signal(sig)
-        try:
-            _, err = proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(f"{sig.name}: distill did not stop within 10 s")
-        assert time.monotonic() - t0 < 10 and proc.returncode == 128 + sig, (sig.name, proc.returncode, err)
+        err = interrupt(proc, sig)
         last = err.strip().splitlines()[-1]
         assert last == f"fedsered distill: interrupted by {sig.name}; run the same command again to resume {out}"
         assert "Traceback" not in err
