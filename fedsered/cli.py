@@ -398,7 +398,6 @@ def cmd_audit(args: argparse.Namespace, cfg: Config) -> int:
     from privacy_audits.run import run_audit
 
     out = _out_dir(args, cfg)
-    (out / "results.json").unlink(missing_ok=True)
     argv = sys.argv[2:] if sys.argv[1:2] == ["audit"] else [args.config]
     command = "fedsered audit " + " ".join(shlex.quote(a) for a in argv)
     with _progress() as progress:

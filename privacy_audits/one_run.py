@@ -74,6 +74,11 @@ class Guesses:
     v: int
 
 
+def guesses_in_run(n: int, fraction: float) -> int:
+    """How many of a run's ``n`` canaries the guesser guesses at ``fraction`` (at least 2, none of fewer than 2)."""
+    return max(2, round(fraction * n)) if n >= 2 else 0
+
+
 def guess(score: np.ndarray, member: np.ndarray, run: np.ndarray, *, fraction: float) -> Guesses:
     """Per run, guess the ``fraction``·(canaries of the run) best-scored canaries: the top half IN, the bottom half
     OUT (the rest abstain); count over all runs.
@@ -93,7 +98,7 @@ def guess(score: np.ndarray, member: np.ndarray, run: np.ndarray, *, fraction: f
     for k in np.unique(g):  # one sort per run
         idx = np.flatnonzero(g == k)
         order = idx[np.argsort(-s[idx], kind="stable")]
-        n_guess = max(2, round(fraction * len(order))) if len(order) >= 2 else 0
+        n_guess = guesses_in_run(len(order), fraction)
         k_in = n_guess // 2
         top, bottom = order[:k_in], order[len(order) - (n_guess - k_in) :]
         r += len(top) + len(bottom)
@@ -127,6 +132,7 @@ def audit(
         eps = epsilon_lower_bound(m=n, r=gs.r, v=gs.v, delta=delta, alpha=a) if gs.r else 0.0
         if eps > float(best["epsilon"]) or not best["guesses"]:
             best = {"epsilon": eps, "fraction": f, "guesses": gs.r, "correct": gs.v}
-    r_max = guess(np.zeros(n), np.zeros(n, bool), np.asarray(run), fraction=max(fractions)).r
+    _, per_run = np.unique(np.asarray(run), return_counts=True)
+    r_max = sum(guesses_in_run(int(c), max(fractions)) for c in per_run)
     ceiling = epsilon_lower_bound(m=n, r=r_max, v=r_max, delta=delta, alpha=a) if r_max else 0.0
     return {**best, "certifiable": ceiling, "canaries": n}
