@@ -1,28 +1,35 @@
-"""Benchmark: how the Flower + Ray simulation scales with the number of simulated clients (8, 64, 256 by default).
+"""Benchmark: how the Flower + Ray simulation scales with the number of simulated clients (8, 64, 256, 1024).
 
 Each size runs ``fedsered simulate``'s engine (``simulations.runner.simulate``: Flower's simulation engine on Ray, 1
-CPU per virtual client, Ray capped at the machine's CPUs) on a LIGHT setting, so that it measures the framework and
-stays within minutes: the embedded corpus at 12 speakers × 60 utterances split iid over the clients (256 clients hold
-~2 utterances each — a speaker partition cannot give 256 clients), 32 mels × 38 frames, the ``cnn_iot`` net at width
-4, dm with 2 updates at IPC 1, global training 5 epochs, no baselines. Printed per size:
+CPU per virtual client, Ray capped at the machine's CPUs) with two kinds of client work (``--work``):
 
-- wall seconds of the whole simulation (Ray start to shutdown) and wall per client;
-- client compute: Σ over clients of the seconds inside the client's work (data load + distillation), divided by the
-  actors that run in parallel (the ideal wall time of the client work);
-- server compute: the server's data build plus aggregation, training and scoring;
-- Flower/Ray overhead = wall − client compute (parallel) − server compute, and its share of the wall time;
-- peak RSS of the process tree (this process, Ray's daemons, the actors; sampled every 0.2 s) and CPU seconds of
-  the tree; the same overhead split in CPU seconds (tree CPU − clients' CPU for data load and distillation − the
-  server thread's CPU for data, aggregation and training), which a machine shared with other jobs does not distort.
+- ``light``: the framework is what is measured — 32 mels × 38 frames, ``cnn_iot`` at width 4, dm with 2 updates at
+  IPC 1, global training 5 epochs (~5–15 ms of CPU per client);
+- ``default``: the client work of ``configs/default.yaml`` (cnn6 at width 16, 64 mels × 3 s, dm at IPC 3, the
+  default distillation settings).
+
+Both on the embedded corpus at 24 speakers × 120 utterances (clips of 1.0–1.2 s for ``light``), split **iid** over
+the clients (a speaker partition cannot give 1024 clients), no baselines. Printed per run, in CPU seconds of the
+whole process tree (this process from the simulation's start, Ray's daemons, the actors; sampled every 0.2 s),
+which a machine shared with other jobs does not distort the way it distorts wall seconds:
+
+- client CPU: Σ over clients of the CPU inside the client's work (loading its file, distilling);
+- server CPU: the server's data build, aggregation, global training and scoring (its thread);
+- data CPU: filing the clients' partitions before Ray starts (``fedsered.data.client_files``; the experimenter's
+  work in a simulation, a device's own on real hardware);
+- overhead = tree CPU − client − server − data: Flower and Ray (daemons, actors' start-up, messages), and its share
+  of the tree's CPU; the Ray daemons' part and the actors' part (actor CPU − client CPU) on their own;
+- wall seconds and wall per client; peak RSS of the tree (summed over processes: shared library pages counted once
+  per process) and peak PSS (each shared page split between its processes: what the tree really holds), and the
+  largest actor's peak RSS and USS (its private memory).
 
 With ``--faulty SHARE`` (e.g. 0.25) every ``1/SHARE``-th client misbehaves, cycling through every kind of
 ``simulations.faults`` (raising, hanging past the round timeout, NaN, wrong shape, oversized, wrong client id,
 malformed privacy object; one hanging client, see ``fault_plan``); the round timeout is ``--round-timeout`` seconds and
-the hanging client sleeps 60 s past it.
-Printed besides: the clients per status (ok / failed / rejected / timeout) and the simulation's wall time against
-the timeout (a hanging client must not hold the round past it).
+the hanging client sleeps 60 s past it. Printed besides: the clients per status (ok / failed / rejected / timeout) and
+the simulation's wall time against the timeout (a hanging client must not hold the round past it).
 
-Run: ``.venv/bin/python benchmarks/scaling.py`` (``--clients 8 64`` for fewer sizes; ``--out DIR`` for the runs).
+Run: ``.venv/bin/python benchmarks/scaling.py`` (``--clients 8 64 --work light`` for fewer; ``--out DIR``).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -38,40 +46,75 @@ from typing import Any
 import psutil
 
 from fedsered.config import Config, load_config
+from fedsered.io import atomic_write_json
 from simulations.client_app import build_client_app
 from simulations.faults import FAULTS, fault_mod
 from simulations.runner import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 
-LIGHT = [
-    "data.embedded.n_speakers=12", "data.embedded.utterances_per_emotion=12", "data.embedded.duration_s=[1.0, 1.2]",
-    "features.segment_s=1.2", "features.n_mels=32", "model.name=cnn_iot", "model.width=4",
-    "federation.partition=iid", "federation.method=dm", "federation.ipc=1", "distill.dm_iterations=2",
-    "distill.eval_epochs=5", "federation.baselines=[]", "federation.node_wait_s=300", "federation.round_timeout_s=1800",
+COMMON = [
+    "data.embedded.n_speakers=24", "data.embedded.utterances_per_emotion=24", "federation.partition=iid",
+    "federation.baselines=[]", "federation.node_wait_s=600", "federation.round_timeout_s=3600",
 ]  # fmt: skip
+WORK = {
+    "light": [
+        "data.embedded.duration_s=[1.0, 1.2]", "features.segment_s=1.2", "features.n_mels=32", "model.name=cnn_iot",
+        "model.width=4", "federation.method=dm", "federation.ipc=1", "distill.dm_iterations=2",
+        "distill.eval_epochs=5",
+    ],
+    "default": [],
+}  # fmt: skip
+LIGHT = [*COMMON, *WORK["light"]]
+"""The light setting (also used by ``--faulty``)."""
+
+
+def kind(p: psutil.Process) -> str:
+    """Which part of the tree a process is: ``driver`` (this one), ``actor`` (a Flower ClientApp actor) or ``ray``
+    (Ray's daemons and helper workers)."""
+    if p.pid == os.getpid():
+        return "driver"
+    try:
+        return "actor" if "ClientAppActor" in " ".join(p.cmdline()) else "ray"
+    except psutil.Error:
+        return "ray"
 
 
 class TreeSampler:
-    """Peak RSS (sum over the process tree) and the tree's CPU seconds, sampled in a background thread."""
+    """CPU seconds per part of the process tree (from entering; a process that existed before counts only what it
+    used since), peak RSS and PSS summed over the tree, and the largest actor's peak RSS and USS, sampled in a
+    background thread."""
 
     def __init__(self, interval: float = 0.2) -> None:
-        self.interval, self.peak_rss, self.cpu = interval, 0, 0.0
+        self.interval = interval
+        self.peak_rss = self.peak_pss = self.actor_rss = self.actor_uss = 0
+        self.cpu: dict[str, float] = {}
         self._stop = threading.Event()
-        self._seen: dict[int, float] = {}
+        self._seen: dict[int, tuple[str, float]] = {}
+        self._base: dict[int, float] = {}
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _sample(self) -> None:
+    @staticmethod
+    def _tree() -> list[psutil.Process]:
         me = psutil.Process()
-        total = 0
-        for p in [me, *me.children(recursive=True)]:
+        return [me, *me.children(recursive=True)]
+
+    def _sample(self) -> None:
+        rss = pss = 0
+        for p in self._tree():
             try:
-                total += p.memory_info().rss
                 t = p.cpu_times()
-                self._seen[p.pid] = t.user + t.system
+                mem = p.memory_full_info()  # rss, pss and uss (Linux: /proc/PID/smaps_rollup)
+                # a worker takes the actor's name once its actor starts: only "actor" is final
+                k = "actor" if self._seen.get(p.pid, ("",))[0] == "actor" else kind(p)
             except psutil.Error:
                 continue
-        self.peak_rss = max(self.peak_rss, total)
+            self._seen[p.pid] = (k, t.user + t.system)
+            rss, pss = rss + mem.rss, pss + getattr(mem, "pss", mem.rss)
+            if k == "actor":
+                self.actor_rss = max(self.actor_rss, mem.rss)
+                self.actor_uss = max(self.actor_uss, getattr(mem, "uss", mem.rss))
+        self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -79,13 +122,18 @@ class TreeSampler:
             time.sleep(self.interval)
 
     def __enter__(self) -> TreeSampler:
+        for p in self._tree():
+            t = p.cpu_times()
+            self._base[p.pid] = t.user + t.system
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.cpu = sum(self._seen.values())
+        self._sample()
+        for pid, (k, c) in self._seen.items():
+            self.cpu[k] = self.cpu.get(k, 0.0) + c - self._base.get(pid, 0.0)
 
 
 def fault_plan(n: int, share: float) -> dict[int, str]:
@@ -97,11 +145,13 @@ def fault_plan(n: int, share: float) -> dict[int, str]:
     return {k: "sleep" if i == 1 else others[i % len(others)] for i, k in enumerate(range(0, n, step))}
 
 
-def measure(n: int, *, out: Path, cfg_base: list[str], faulty: float = 0.0, timeout: float = 60.0) -> dict[str, Any]:
+def measure(n: int, *, work: str, out: Path, cache: Path, faulty: float = 0.0, timeout: float = 60.0) -> dict[str, Any]:
     extra = [f"federation.round_timeout_s={timeout}"] if faulty else []
-    cfg: Config = load_config(ROOT / "configs" / "default.yaml", [*cfg_base, f"federation.num_clients={n}", *extra])
-    run = out / (f"clients-{n}-faulty" if faulty else f"clients-{n}")
-    run.mkdir(parents=True, exist_ok=True)
+    overrides = [*COMMON, *WORK[work], f"features.cache_dir={cache}", f"federation.num_clients={n}", *extra]
+    cfg: Config = load_config(ROOT / "configs" / "default.yaml", overrides)
+    run = out / (f"{work}-{n}-faulty" if faulty else f"{work}-{n}")
+    shutil.rmtree(run, ignore_errors=True)  # a fresh run: a resumed one would take the filed replies
+    run.mkdir(parents=True)
     (run / "config.yaml").write_text(cfg.to_yaml())
     faults = fault_plan(n, faulty) if faulty else {}
     app = build_client_app(mods=[fault_mod(faults, sleep_s=timeout + 60.0)]) if faults else None
@@ -110,63 +160,77 @@ def measure(n: int, *, out: Path, cfg_base: list[str], faulty: float = 0.0, time
     res = json.loads((run / "results.json").read_text())
     wall = runtime["wall_seconds"]
     ok = [c for c in res["clients"] if c["status"] == "ok"]
-    actors = min(n, int((cfg.federation.ray_num_cpus or os.cpu_count() or 1) // cfg.federation.cpus_per_client))
-    client_work = sum((c["seconds"] or 0.0) + (c["setup_seconds"] or 0.0) for c in ok)
-    server = res["phases"]["data_seconds"] + sum(r.get("server_seconds", 0.0) for r in res["rounds"])
-    overhead = wall - client_work / actors - server
-    # the same split in CPU seconds (what a shared machine does not distort): the tree's CPU minus the clients' and
-    # the server's own work
     client_cpu = sum((c["cpu_seconds"] or 0.0) + (c.get("setup_cpu_seconds") or 0.0) for c in ok)
     server_cpu = res["phases"].get("data_cpu_seconds", 0.0)
     server_cpu += sum(r.get("server_cpu_seconds", 0.0) for r in res["rounds"])
-    overhead_cpu = tree.cpu - client_cpu - server_cpu
+    data_cpu = runtime["client_data_cpu_seconds"]
+    tree_cpu = sum(tree.cpu.values())
+    overhead = tree_cpu - client_cpu - server_cpu - data_cpu
     statuses = {s: sum(c["status"] == s for c in res["clients"]) for s in sorted({c["status"] for c in res["clients"]})}
+    mb = 2**20
     return {
-        "clients": n, "ok": len(ok), "wall_s": wall, "wall_per_client_ms": 1000 * wall / n,
-        "client_work_s": client_work, "client_work_parallel_s": client_work / actors, "server_s": server,
-        "overhead_s": overhead, "overhead_share": overhead / wall, "peak_tree_rss_mb": tree.peak_rss / 2**20,
-        "tree_cpu_s": tree.cpu, "actors": actors, "global_uar": res["global_uar"],
-        "leftover_pids": runtime["leftover_pids"], "client_cpu_s": client_cpu, "server_cpu_s": server_cpu,
-        "overhead_cpu_s": overhead_cpu, "overhead_cpu_share": overhead_cpu / tree.cpu if tree.cpu else None,
-        "cpu_per_client_s": tree.cpu / n, "faulty": len(faults), "round_timeout_s": cfg.federation.round_timeout_s,
-        "statuses": statuses,
+        "clients": n, "work": work, "ok": len(ok), "wall_s": wall, "wall_per_client_ms": 1000 * wall / n,
+        "tree_cpu_s": tree_cpu, "client_cpu_s": client_cpu, "server_cpu_s": server_cpu, "data_cpu_s": data_cpu,
+        "overhead_cpu_s": overhead, "overhead_share": overhead / tree_cpu,
+        "ray_daemons_cpu_s": tree.cpu.get("ray", 0.0),
+        "actors_beyond_work_cpu_s": tree.cpu.get("actor", 0.0) - client_cpu,
+        "driver_cpu_s": tree.cpu.get("driver", 0.0), "overhead_per_client_ms": 1000 * overhead / n,
+        "peak_tree_rss_mb": tree.peak_rss / mb, "peak_tree_pss_mb": tree.peak_pss / mb,
+        "actor_rss_mb": tree.actor_rss / mb, "actor_uss_mb": tree.actor_uss / mb, "global_uar": res["global_uar"],
+        "leftover_pids": runtime["leftover_pids"], "faulty": len(faults),
+        "round_timeout_s": cfg.federation.round_timeout_s, "statuses": statuses,
     }  # fmt: skip
+
+
+COLUMNS = [  # (key, header, format)
+    ("work", "work", "{:>7}"), ("clients", "clients", "{:>7}"), ("wall_s", "wall s", "{:>7.1f}"),
+    ("tree_cpu_s", "tree CPU", "{:>8.1f}"), ("client_cpu_s", "client", "{:>7.1f}"),
+    ("server_cpu_s", "server", "{:>7.1f}"), ("data_cpu_s", "data", "{:>6.1f}"),
+    ("overhead_cpu_s", "overhead", "{:>8.1f}"), ("overhead_share", "share", "{:>6.0%}"),
+    ("ray_daemons_cpu_s", "Ray daemons", "{:>11.1f}"), ("actors_beyond_work_cpu_s", "actors-work", "{:>11.1f}"),
+    ("overhead_per_client_ms", "ms/client", "{:>9.0f}"), ("peak_tree_rss_mb", "tree RSS MB", "{:>11.0f}"),
+    ("peak_tree_pss_mb", "tree PSS MB", "{:>11.0f}"), ("actor_rss_mb", "actor RSS", "{:>9.0f}"),
+    ("actor_uss_mb", "actor USS", "{:>9.0f}"),
+]  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--clients", type=int, nargs="+", default=[8, 64, 256])
+    parser.add_argument("--clients", type=int, nargs="+", default=[8, 64, 256, 1024])
+    parser.add_argument("--work", nargs="+", choices=sorted(WORK), default=["light", "default"])
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-scaling")
     parser.add_argument("--faulty", type=float, default=0.0, help="share of misbehaving clients (e.g. 0.25)")
     parser.add_argument("--round-timeout", type=float, default=60.0, help="federation.round_timeout_s with --faulty")
     args = parser.parse_args()
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
-    base = [*LIGHT, f"features.cache_dir={args.out / 'cache'}"]
     print(f"machine: {os.cpu_count()} CPUs, load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     rows = []
-    for n in args.clients:
-        row = measure(n, out=args.out, cfg_base=base, faulty=args.faulty, timeout=args.round_timeout)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+    for work in args.work:
+        for n in args.clients:
+            row = measure(n, work=work, out=args.out, cache=args.out / "cache", faulty=args.faulty,
+                          timeout=args.round_timeout)  # fmt: skip
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            atomic_write_json(args.out / "scaling.json", rows)
     print()
-    head = f"{'clients':>7} {'wall s':>7} {'ms/client':>9} {'client work s':>13} {'server s':>8} {'overhead s':>10} " \
-           f"{'share':>6} {'peak tree MB':>12} {'tree CPU s':>10} {'CPU overhead':>12} {'share':>6}"  # fmt: skip
-    print(head)
+    print(" ".join(fmt.replace(".1f", "").replace(".0f", "").replace(".0%", "").format(h) for _, h, fmt in COLUMNS))
     for r in rows:
-        print(f"{r['clients']:>7} {r['wall_s']:>7.1f} {r['wall_per_client_ms']:>9.0f} {r['client_work_s']:>13.1f} "
-              f"{r['server_s']:>8.1f} {r['overhead_s']:>10.1f} {r['overhead_share']:>6.0%} "
-              f"{r['peak_tree_rss_mb']:>12.0f} {r['tree_cpu_s']:>10.1f} {r['overhead_cpu_s']:>12.1f} "
-              f"{r['overhead_cpu_share']:>6.0%}")  # fmt: skip
+        print(" ".join(fmt.format(r[k]) for k, _, fmt in COLUMNS))
     for r in rows:
         if r["faulty"]:
-            print(f"{r['clients']} clients, {r['faulty']} faulty: {r['statuses']}; wall {r['wall_s']:.0f} s with a "
-                  f"round timeout of {r['round_timeout_s']:.0f} s; peak tree RSS {r['peak_tree_rss_mb']:.0f} MB")
-    if len(rows) > 1:
-        a, b = rows[0], rows[-1]
-        print(f"\n{b['clients'] / a['clients']:.0f}x the clients: {b['wall_s'] / a['wall_s']:.2f}x the wall time, "
-              f"{b['client_work_s'] / max(a['client_work_s'], 1e-9):.2f}x the client work")  # fmt: skip
-    (args.out / "scaling.json").write_text(json.dumps(rows, indent=2))
+            print(
+                f"{r['clients']} clients, {r['faulty']} faulty: {r['statuses']}; wall {r['wall_s']:.0f} s with a "
+                f"round timeout of {r['round_timeout_s']:.0f} s; peak tree RSS {r['peak_tree_rss_mb']:.0f} MB"
+            )
+    for work in args.work:
+        mine = [r for r in rows if r["work"] == work]
+        if len(mine) > 1:
+            a, b = mine[0], mine[-1]
+            print(f"{work}: {b['clients'] / a['clients']:.0f}x the clients: {b['wall_s'] / a['wall_s']:.2f}x the wall "
+                  f"time, {b['overhead_cpu_s'] / a['overhead_cpu_s']:.2f}x the overhead CPU; marginal overhead "
+                  f"{1000 * (b['overhead_cpu_s'] - a['overhead_cpu_s']) / (b['clients'] - a['clients']):.1f} ms per "
+                  "extra client")  # fmt: skip
 
 
 if __name__ == "__main__":

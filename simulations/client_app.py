@@ -17,29 +17,37 @@ local simulation connection, whose long-lived SuperLink hands its virtual client
 the caller's) also reads ``ledger-dir`` / ``policy-file`` from the run config — the experimenter's, who plays every
 client there. A deployed SuperNode never does: its run config comes from whoever submits the run. Its data: with
 ``data-dir`` in its node config (a real device), its own recordings only (``fedsered.data.local.node_data``); in
-simulation, its partition of the corpus built from the run config (``build_dataset``), kept per process.
+simulation, its own file of the partitions ``fedsered simulate`` wrote before starting Ray (``$FEDSERED_CLIENT_DATA``,
+``fedsered.data.client_files``), else (``flwr run .`` on a local simulation) its partition of the corpus built from
+the run config (``build_dataset``), kept per process.
+What every task repeats is parsed once per process: the config text (the same for every client of a round) and the
+policy file (until it changes on disk).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
 
 from fedsered.config import PrivacyConfig, load_config
-from fedsered.data.dataset import Dataset, build_dataset
-from fedsered.data.local import node_data
+from fedsered.data.client_files import read_client_file
 from fedsered.data.types import FeatureSet
 from fedsered.errors import DataError
 from fedsered.federation.client import LocalClient, client_id, run_task
 from fedsered.federation.protocol import Task
 from simulations.wire import TASK_KEY, reply_message, task_of
+
+if TYPE_CHECKING:
+    from fedsered.data.dataset import Dataset
 
 _DATA: dict[str, Dataset | FeatureSet] = {}
 """The data this process built, kept across tasks (one entry: a Ray actor serves many clients of one run)."""
@@ -90,7 +98,19 @@ def policy_of(context: Context) -> PrivacyConfig:
     clients from the run's YAML), else — a virtual node only — the run config's ``policy-file``, else the defaults
     (synthetic sets only). Never anything the server sends."""
     path = own_setting(context, "policy-file", "FEDSERED_POLICY_FILE")
-    return load_config(path).privacy if path else PrivacyConfig()
+    if not path:
+        return PrivacyConfig()
+    try:
+        st = os.stat(path)
+    except OSError:
+        return load_config(path).privacy  # load_config names the missing file
+    return _policy(path, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _policy(path: str, mtime_ns: int, size: int) -> PrivacyConfig:
+    """The policy file parsed once per version on disk (its path, modification time and size)."""
+    return load_config(path).privacy
 
 
 def query_partition(msg: Message, context: Context) -> Message:
@@ -107,19 +127,37 @@ def local_client(task: Task, context: Context) -> tuple[LocalClient, float, floa
     k = partition_of(context)
     cid = client_id(k)
     own = context.node_config.get("data-dir")
-    key = f"{own}|{task.cfg.model_dump_json(include={'data', 'features'})}" if own else \
-        task.cfg.model_dump_json(include={"seed", "data", "features", "federation"})  # fmt: skip
-    if key not in _DATA:
-        _DATA.clear()
-        _DATA[key] = node_data(task.cfg, str(own)) if own else build_dataset(task.cfg)
-    data = _DATA[key]
-    if isinstance(data, Dataset):
+    files = None if own else os.environ.get("FEDSERED_CLIENT_DATA")
+    if files and virtual_node():  # simulation: this client's own file of the run's partitions
+        data: Dataset | FeatureSet = read_client_file(Path(files), k, cfg=task.cfg)
+    else:
+        key = f"{own}|{task.cfg.model_dump_json(include={'data', 'features'})}" if own else \
+            task.cfg.model_dump_json(include={"seed", "data", "features", "federation"})  # fmt: skip
+        if key not in _DATA:
+            _DATA.clear()
+            _DATA[key] = _node_data(task, str(own)) if own else _corpus(task)
+        data = _DATA[key]
+    if not isinstance(data, FeatureSet):  # the whole corpus (a Dataset): this client's partition of it
         if k >= len(data.clients):
             raise DataError(f"partition-id {k} outside the run's {len(data.clients)} client partitions")
         data = data.client(k)
     client = LocalClient(cid, data, len(task.cfg.data.emotions), ledger_root(context) / cid, policy_of(context),
                          keep_replies=True)  # fmt: skip
     return client, time.perf_counter() - start, time.process_time() - cpu
+
+
+def _node_data(task: Task, own: str) -> FeatureSet:
+    # imported here: the audio and feature pipeline (librosa, numba) only where a device reads recordings
+    from fedsered.data.local import node_data
+
+    return node_data(task.cfg, own)
+
+
+def _corpus(task: Task) -> Dataset:
+    # imported here: the whole corpus pipeline only where no client files were written (``flwr run .``)
+    from fedsered.data.dataset import build_dataset
+
+    return build_dataset(task.cfg)
 
 
 def train(msg: Message, context: Context) -> Message:

@@ -5,13 +5,21 @@ SuperLink with SuperNodes).
 ``send`` turns a ``Task`` into one Message per node, waits up to the round's timeout, and turns what comes back into
 ``Reply`` objects (an error Message is a ``failed`` answer with the last line of its reason; a node that does not
 answer in time has no entry, which the loop records as ``timeout``).
+
+``exchange`` is ``Grid.send_and_receive`` with at most ``in_flight`` messages outstanding (``push_messages`` /
+``pull_messages``, Flower's public Grid API), a new one pushed as each answer comes back. A deployment sends every
+node its task at once (``in_flight=None``: devices work in parallel); a simulation caps it at a few messages per Ray
+actor (``fedsered simulate`` passes ``in-flight`` in the run config). Why: the simulation engine (pinned flwr 1.42.0)
+polls its in-memory state every 0.1 s for every node, and each poll scans every stored message — O(nodes ×
+outstanding messages) per tick: 1024 nodes with 1024 outstanding messages kept a driver core busy with bookkeeping,
+with a few per actor it is negligible. Only virtual nodes with an actor free can run a task anyway.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
@@ -30,6 +38,36 @@ def error_summary(reply: Message, *, limit: int = 300) -> str:
     return (lines[-1] if lines else "client error without a reason")[:limit]
 
 
+def exchange(
+    grid: Grid, messages: Sequence[Message], *, timeout: float, in_flight: int | None = None, poll: float = 0.02
+) -> Iterator[Message]:
+    """Send ``messages`` and yield the replies as they arrive, until all answered or ``timeout`` seconds passed.
+
+    Args:
+        grid: the Flower Grid.
+        messages: one Message per node.
+        timeout: seconds for the whole exchange (a message still unsent then is never sent).
+        in_flight: most messages outstanding at once (``None``: all at once, as ``Grid.send_and_receive``).
+        poll: seconds between pulls.
+    """
+    deadline = time.monotonic() + timeout
+    queue = list(reversed(messages))
+    window = len(queue) if in_flight is None else max(1, in_flight)
+    pending: set[str] = set()
+    while True:
+        if queue and len(pending) < window:
+            pending.update(grid.push_messages([queue.pop() for _ in range(min(window - len(pending), len(queue)))]))
+        if not pending and not queue:
+            return
+        replies = list(grid.pull_messages(pending)) if pending else []
+        pending.difference_update(r.metadata.reply_to_message_id for r in replies)
+        yield from replies
+        if time.monotonic() >= deadline:
+            return
+        if not replies:
+            time.sleep(poll)
+
+
 def wait_for_nodes(grid: Grid, *, expected: int, timeout: float, poll: float = 0.2) -> list[int]:
     """Node ids once ``expected`` nodes are connected, or whatever connected when ``timeout`` ran out."""
     deadline = time.monotonic() + timeout
@@ -43,14 +81,15 @@ def wait_for_nodes(grid: Grid, *, expected: int, timeout: float, poll: float = 0
 class GridTransport:
     """Clients behind a Flower ``Grid``: node id ↔ client id from each node's ``partition-id``."""
 
-    def __init__(self, grid: Grid, *, nodes: dict[int, int], expected: int) -> None:
+    def __init__(self, grid: Grid, *, nodes: dict[int, int], expected: int, in_flight: int | None = None) -> None:
         self.grid = grid
         self.node_of = {client_id(k): node for node, k in sorted(nodes.items(), key=lambda kv: kv[1])}
         self.n_expected = expected
+        self.in_flight = in_flight
 
     @classmethod
-    def connect(cls, grid: Grid, cfg: Config) -> GridTransport:
-        """Wait for the nodes and learn their partitions.
+    def connect(cls, grid: Grid, cfg: Config, *, in_flight: int | None = None) -> GridTransport:
+        """Wait for the nodes and learn their partitions (``in_flight``: see ``exchange``).
 
         Raises:
             QuorumError: fewer nodes than ``federation.min_fraction`` of ``federation.num_clients`` connected or
@@ -66,7 +105,7 @@ class GridTransport:
             )
         msgs = [Message(RecordDict(), dst_node_id=n, message_type="query.partition") for n in ids]
         nodes: dict[int, int] = {}
-        for reply in grid.send_and_receive(msgs, timeout=fed.discover_timeout_s):
+        for reply in exchange(grid, msgs, timeout=fed.discover_timeout_s, in_flight=in_flight):
             if reply.has_error() or TASK_KEY not in reply.content.config_records:
                 continue
             k = reply.content.config_records[TASK_KEY].get("partition-id")
@@ -77,7 +116,7 @@ class GridTransport:
                 f"only {len(nodes)} of {expected} nodes reported a distinct partition-id in [0, {expected}); "
                 f"federation.min_fraction={fed.min_fraction} needs {need}"
             )
-        return cls(grid, nodes=nodes, expected=expected)
+        return cls(grid, nodes=nodes, expected=expected, in_flight=in_flight)
 
     def expected(self) -> list[str]:
         return [client_id(k) for k in range(self.n_expected)]
@@ -90,7 +129,7 @@ class GridTransport:
         msgs = [task_message(task, self.node_of[cid], cfg_yaml=cfg_yaml) for cid in clients]
         by_node = {node: cid for cid, node in self.node_of.items()}
         answers: dict[str, Reply | Failure] = {}
-        for reply in self.grid.send_and_receive(msgs, timeout=timeout):
+        for reply in exchange(self.grid, msgs, timeout=timeout, in_flight=self.in_flight):
             cid = by_node.get(reply.metadata.src_node_id)
             if cid is None:
                 continue

@@ -37,13 +37,15 @@ APP_ROOT = Path(__file__).resolve().parents[1]
 """The Flower App's root (the project folder, or the unpacked bundle on a SuperLink)."""
 
 
-def serve(grid: Grid, cfg: Config, *, out: Path) -> ComparisonResult:
-    """Run synthetic sharing and the configured baselines; write ``results.json`` and the shared sets."""
+def serve(grid: Grid, cfg: Config, *, out: Path, in_flight: int | None = None) -> ComparisonResult:
+    """Run synthetic sharing and the configured baselines; write ``results.json`` and the shared sets.
+
+    ``in_flight``: most task messages outstanding at once (``simulations.grid.exchange``; ``None``: all at once)."""
     start, cpu = time.perf_counter(), time.thread_time()
     data = build_dataset(cfg)
     check_overrides(cfg.privacy, client_ids=[client_id(k) for k in range(cfg.federation.num_clients)])
     t_data, data_cpu = time.perf_counter(), time.thread_time() - cpu
-    transport = GridTransport.connect(grid, cfg)
+    transport = GridTransport.connect(grid, cfg, in_flight=in_flight)
     LOG.info("%d of %d nodes connected", len(transport.connected()), cfg.federation.num_clients, extra=PROGRESS)
     # the clients' data for the pooled oracle: in simulation the server can build it; a deployed server
     # (data.test_speakers: all) holds only its test speakers, and pooled is then refused
@@ -68,6 +70,13 @@ def serve(grid: Grid, cfg: Config, *, out: Path) -> ComparisonResult:
     return result
 
 
+def in_flight_of(context: Context) -> int | None:
+    """The run config's ``in-flight`` (a positive integer: ``fedsered simulate`` sets it from its Ray actors), else
+    ``None`` (a deployment: every node gets its task at once)."""
+    value = context.run_config.get("in-flight")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
 def config_of(context: Context) -> tuple[Config, Path]:
     """The run's config and output folder from the run config (``config-path``, optional ``out-dir``)."""
     rc = context.run_config
@@ -84,4 +93,4 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     cfg, out = config_of(context)
-    serve(grid, cfg, out=out)
+    serve(grid, cfg, out=out, in_flight=in_flight_of(context))

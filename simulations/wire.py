@@ -10,12 +10,13 @@ reject with the client named.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
-from fedsered.config import PIPELINES, config_from_text
+from fedsered.config import PIPELINES, Config, config_from_text
 from fedsered.errors import DataError
 from fedsered.federation.protocol import Reply, Task, TaskKind
 
@@ -61,10 +62,17 @@ def task_of(msg: Message) -> Task:
     text = instr.get("fedsered-config")
     if not isinstance(text, str):
         raise DataError("server instruction: 'fedsered-config' must be the run's YAML text")
-    cfg = config_from_text(text, source="server instruction")
+    cfg = _config(text)
     state = {k: np.array(a.numpy(), copy=True) for k, a in content.array_records[STATE_KEY].items()}
     return Task(pipeline=pipeline, kind=kind, round=_int(instr, "round"), seed=_int(instr, "seed"), state=state,
                 cfg=cfg)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=4)
+def _config(text: str) -> Config:
+    """The instruction's config, parsed and validated once per text (every client of a round gets the same; a
+    ``Config`` is frozen, so sharing it is safe). A parse error is not cached: it raises again."""
+    return config_from_text(text, source="server instruction")
 
 
 def reply_message(msg: Message, reply: Reply) -> Message:

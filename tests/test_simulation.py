@@ -8,6 +8,7 @@ refuse an over-budget round. A run costs ~30-60 s on the shared 2-core box.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -99,6 +100,8 @@ def test_faulty_clients_are_recorded_and_the_round_proceeds(faulty_run: tuple[Co
         else:
             assert why in row["error"] and row["bytes_up"] == 0
     assert results["nodes"] == {"expected": 8, "connected": 7}
+    _, _, out = faulty_run
+    assert json.loads((out / "client-data" / "manifest.json").read_text())["clients"] == 8  # each reads its own file
     assert results["bytes_up_total"] == rows["client-6"]["bytes_up"]
     assert {"global_uar", "bytes_up_total", "clients", "baselines"} <= results.keys()
     contract = {"id", "status", "bytes_up", "seconds", "peak_rss_mb", "privacy"}
@@ -202,17 +205,37 @@ def test_over_budget_round_is_refused_on_both_paths(tmp_path: Path) -> None:
 
 
 class FakeGrid:
-    """Just enough of a Grid for ``GridTransport.connect``: fixed nodes answering ``query.partition``."""
+    """Just enough of a Grid for ``GridTransport.connect`` and ``exchange``: fixed nodes answering
+    ``query.partition`` one pull after their message was pushed; the most messages outstanding at once is kept.
+    ``silent`` nodes never answer."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, *, silent: tuple[int, ...] = ()) -> None:
         self.ids = list(range(100, 100 + n))
+        self.silent = silent
+        self.outstanding: dict[str, Message] = {}
+        self.max_outstanding = 0
+        self.pushed = 0
 
     def get_node_ids(self) -> list[int]:
         return self.ids
 
-    def send_and_receive(self, msgs: list[Message], *, timeout: float | None = None) -> list[Message]:
-        replies = []
+    def push_messages(self, msgs: list[Message]) -> list[str]:
+        ids = []
         for m in msgs:
+            self.pushed += 1
+            m.metadata.__dict__["_message_id"] = f"m{self.pushed}"
+            self.outstanding[m.metadata.message_id] = m
+            ids.append(m.metadata.message_id)
+        self.max_outstanding = max(self.max_outstanding, len(self.outstanding))
+        return ids
+
+    def pull_messages(self, ids: set[str]) -> list[Message]:
+        replies = []
+        for i in list(ids):
+            m = self.outstanding.get(i)
+            if m is None or m.metadata.dst_node_id in self.silent:
+                continue
+            del self.outstanding[i]
             content = RecordDict({"task": ConfigRecord({"partition-id": m.metadata.dst_node_id - 100})})
             replies.append(Message(content, reply_to=m))
         return replies
@@ -248,6 +271,26 @@ def test_too_few_nodes_stop_with_one_clear_error(tmp_path: Path) -> None:
     assert transport.expected() == [f"client-{k}" for k in range(8)]
     with pytest.raises(QuorumError, match=r"only 3 of 8 expected nodes connected within federation.node_wait_s=0.3"):
         GridTransport.connect(FakeGrid(3), cfg)  # type: ignore[arg-type]
+
+
+@pytest.mark.usefixtures("task_identity")
+def test_exchange_keeps_at_most_in_flight_messages_outstanding() -> None:
+    from simulations.grid import exchange
+
+    grid = FakeGrid(20)
+    msgs = [Message(RecordDict(), dst_node_id=n, message_type="query.partition") for n in grid.ids]
+    replies = list(exchange(grid, msgs, timeout=10, in_flight=3, poll=0.0))  # type: ignore[arg-type]
+    assert sorted(r.metadata.reply_to_message_id for r in replies) == sorted(f"m{k}" for k in range(1, 21))
+    assert grid.max_outstanding == 3
+    grid = FakeGrid(5)
+    list(exchange(grid, msgs[:5], timeout=10, in_flight=None, poll=0.0))  # type: ignore[arg-type]
+    assert grid.max_outstanding == 5  # a deployment: every node at once
+    # a silent node holds its slot until the timeout; the others are still served, one slot fewer
+    grid = FakeGrid(6, silent=(100,))
+    msgs = [Message(RecordDict(), dst_node_id=n, message_type="query.partition") for n in grid.ids]
+    t0 = time.monotonic()
+    replies = list(exchange(grid, msgs, timeout=0.5, in_flight=2, poll=0.01))  # type: ignore[arg-type]
+    assert len(replies) == 5 and 0.5 <= time.monotonic() - t0 < 3.0
 
 
 def test_backend_config_and_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

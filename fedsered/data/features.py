@@ -320,12 +320,15 @@ def logmel_fast(
 # corpus -> features (through the cache)
 
 
-def _check_corpus(corpus: AudioCorpus, cfg: FeaturesConfig) -> None:
+def _check_rate(corpus: AudioCorpus, cfg: FeaturesConfig) -> None:
     if corpus.sample_rate != cfg.sample_rate:
         raise DataError(
             f"corpus is at {corpus.sample_rate} Hz but features.sample_rate is {cfg.sample_rate} Hz "
             "(resample when loading; feature extraction does not resample)"
         )
+
+
+def _check_clips(corpus: AudioCorpus) -> None:
     for uid, clip in zip(corpus.utterance_id.tolist(), corpus.audio, strict=True):
         if np.ndim(clip) != 1:
             raise DataError(f"utterance {uid}: expected mono 1-D audio, got shape {np.shape(clip)}")
@@ -347,7 +350,8 @@ def extract_features(corpus: AudioCorpus, cfg: FeaturesConfig, *, progress: Prog
 
     The corpus must already be at ``cfg.sample_rate`` (nothing is resampled here). With ``cfg.cache_dir`` set, the
     features are stored under a key of the corpus digest, the output-affecting settings and the utterance order
-    (``fedsered.data.cache.cache_key``); a later call with the same key loads them instead of extracting. The
+    (``fedsered.data.cache.cache_key``); a later call with the same key loads them instead of extracting (without
+    touching the clips: a generated corpus's ``LazyClips`` are then never synthesised). The
     backend is not part of the key: both backends give the same numbers. Labels, speakers and ids always come from
     ``corpus`` (only ``x`` is taken from the cache), so a relabelled corpus can never get stale labels.
 
@@ -362,7 +366,7 @@ def extract_features(corpus: AudioCorpus, cfg: FeaturesConfig, *, progress: Prog
     Raises:
         DataError: the corpus sample rate differs from ``cfg.sample_rate``, or a clip is not 1-D finite audio.
     """
-    _check_corpus(corpus, cfg)
+    _check_rate(corpus, cfg)
     expected = (len(corpus.audio), 1, cfg.n_mels, n_frames(cfg))
     path: Path | None = None
     if cfg.cache_dir is not None:
@@ -373,6 +377,7 @@ def extract_features(corpus: AudioCorpus, cfg: FeaturesConfig, *, progress: Prog
             if progress is not None:
                 progress(expected[0], expected[0])
             return _feature_set(cached.x, corpus)
+    _check_clips(corpus)  # only where features are computed: a cache hit is of the same content (its digest)
     fs = _feature_set(_compute(corpus, cfg, progress), corpus)
     if path is not None:
         store_or_warn(path, lambda p: save_cached(p, fs), what="feature cache")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 import numpy as np
 
@@ -15,6 +17,51 @@ class SkippedFile:
 
     path: str
     reason: str
+
+
+class LazyClips(Sequence[np.ndarray]):
+    """Clips made all at once on first access to any of them, whose lengths are known before (a generated corpus):
+    a run whose features come from the cache never makes the audio."""
+
+    def __init__(self, make: Callable[[], list[np.ndarray]], lengths: np.ndarray) -> None:
+        self._make, self._lengths = make, np.asarray(lengths, dtype=np.int64)
+        self._clips: list[np.ndarray] | None = None
+
+    def _all(self) -> list[np.ndarray]:
+        if self._clips is None:
+            clips = self._make()
+            if [len(c) for c in clips] != self._lengths.tolist():
+                raise DataError("LazyClips: the clips made differ in length from the lengths announced")
+            self._clips = clips
+        return self._clips
+
+    def __len__(self) -> int:
+        return len(self._lengths)
+
+    @overload
+    def __getitem__(self, i: int) -> np.ndarray: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[np.ndarray]: ...
+
+    def __getitem__(self, i: int | slice) -> np.ndarray | list[np.ndarray]:
+        return self._all()[i]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter(self._all())
+
+    @property
+    def made(self) -> bool:
+        """Whether the clips exist yet."""
+        return self._clips is not None
+
+    def lengths(self) -> np.ndarray:
+        return self._lengths
+
+
+def clip_lengths(audio: Sequence[np.ndarray]) -> np.ndarray:
+    """Samples per clip (without making ``LazyClips``)."""
+    return audio.lengths() if isinstance(audio, LazyClips) else np.array([len(a) for a in audio], dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -34,7 +81,7 @@ class AudioCorpus:
         split: ``[n]`` the manifest's ``split`` value per clip (lowercase, ``""`` where empty), or ``None``.
     """
 
-    audio: list[np.ndarray]
+    audio: Sequence[np.ndarray]
     sample_rate: int
     labels: np.ndarray
     emotions: tuple[str, ...]

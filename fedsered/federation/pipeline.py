@@ -10,9 +10,9 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fedsered.config import Config, FederatedPipeline
-from fedsered.data.dataset import Dataset
 from fedsered.data.types import FeatureSet
 from fedsered.errors import DataError
 from fedsered.federation.client import client_id
@@ -20,6 +20,9 @@ from fedsered.federation.inprocess import InProcessTransport
 from fedsered.federation.loop import Progress, ServerView, run_federation
 from fedsered.federation.results import PipelineResult
 from fedsered.privacy.client import check_overrides
+
+if TYPE_CHECKING:  # a type only: a client importing this package never loads the corpus pipeline
+    from fedsered.data.dataset import Dataset
 
 ClientsArg = Sequence[int] | Mapping[str, FeatureSet] | None
 

@@ -6,6 +6,8 @@ independently with probability q — a public constant, ``privacy.sample_rate``,
 composes; the engine's own accountant history is checked to hold exactly that release. Sampling, noise and dropout
 come from generators seeded by ``seed`` — the client's secret DP seed (``DPSpec.noise_seed``), so the server cannot
 replay them.
+Opacus is imported in ``train_dp_sgd``, not with this module (see ``fedsered.privacy.accountant``: a client without
+DP never loads it).
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from opacus import PrivacyEngine
-from opacus.data_loader import DPDataLoader
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -71,6 +71,9 @@ def train_dp_sgd(
     Returns:
         The release ``(σ, q, steps)``.
     """
+    from opacus import PrivacyEngine
+    from opacus.data_loader import DPDataLoader
+
     for m in model.modules():  # Opacus' "hooks" mode forbids in-place ops on hooked outputs (kept for any mode)
         if isinstance(m, nn.ReLU):
             m.inplace = False

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import confusion_matrix as _sk_confusion
+
+from fedsered.errors import DataError
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, *, n_classes: int) -> np.ndarray:
-    """``[n_classes, n_classes]`` counts, rows = true class, columns = predicted class."""
-    return _sk_confusion(y_true, y_pred, labels=np.arange(n_classes)).astype(np.int64)
+    """``[n_classes, n_classes]`` counts, rows = true class, columns = predicted class.
+
+    One ``np.bincount`` over ``true · n + predicted`` rather than ``sklearn.metrics.confusion_matrix``: every client
+    process scores models, and importing scikit-learn (with SciPy) costs each ~0.7 CPU s and ~60 MB for this.
+    """
+    t, p = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    if t.shape != p.shape or ((t < 0) | (t >= n_classes) | (p < 0) | (p >= n_classes)).any():
+        raise DataError(f"confusion: labels must be two equal-length arrays in [0, {n_classes})")
+    return np.bincount(t * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
 def uar_from_confusion(cm: np.ndarray) -> float:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from fedsered.data.types import AudioCorpus
+from fedsered.data.types import AudioCorpus, clip_lengths
 
 
 def _reason_kind(reason: str) -> str:
@@ -29,7 +29,7 @@ def corpus_summary(corpus: AudioCorpus) -> dict[str, Any]:
     """
     counts = np.bincount(corpus.labels, minlength=len(corpus.emotions))
     speakers, per_speaker = np.unique(corpus.speaker, return_counts=True)
-    total_s = float(sum(len(a) for a in corpus.audio)) / corpus.sample_rate
+    total_s = float(clip_lengths(corpus.audio).sum()) / corpus.sample_rate
     return {
         "utterances": len(corpus.audio),
         "speakers": len(speakers),

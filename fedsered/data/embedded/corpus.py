@@ -13,7 +13,7 @@ from fedsered.data.embedded.emotions import check_emotions, difficulty_knobs
 from fedsered.data.embedded.prosody import to_samples
 from fedsered.data.embedded.speakers import make_speaker, speaker_ids, speaker_style
 from fedsered.data.embedded.utterance import synthesise
-from fedsered.data.types import AudioCorpus
+from fedsered.data.types import AudioCorpus, LazyClips
 from fedsered.seeding import rng as role_rng
 
 GENERATOR_VERSION = "fedsered-embedded-v1"
@@ -50,7 +50,8 @@ def generate_embedded_corpus(
 
     Returns:
         An ``AudioCorpus`` of float32 mono clips in [-1, 1]; ``speaker`` ids ``spk00``..., utterance ids like
-        ``spk03_angry_007``; ``digest`` from ``corpus_digest`` (the audio is a pure function of its inputs).
+        ``spk03_angry_007``; ``digest`` from ``corpus_digest`` (the audio is a pure function of its inputs). The
+        clips are ``LazyClips``: synthesised on first access (a run whose features are cached never synthesises).
 
     Raises:
         DataError: an emotion is not supported.
@@ -58,27 +59,28 @@ def generate_embedded_corpus(
     check_emotions(emotions)
     knobs = difficulty_knobs(cfg)
     lo, hi = cfg.duration_s
-    audio: list[np.ndarray] = []
-    labels: list[int] = []
-    speakers: list[str] = []
-    utt_ids: list[str] = []
-    for k, spk_id in enumerate(speaker_ids(cfg.n_speakers)):
-        speaker = make_speaker(k, knobs, seed)
-        for label, emotion in enumerate(emotions):
-            style = speaker_style(k, emotion, speaker, knobs, seed)
-            for j in range(cfg.utterances_per_emotion):
-                r = role_rng(seed, f"corpus/utterance/{k}/{emotion}/{j}")
-                n = max(to_samples(r.uniform(lo, hi), sample_rate), 1)
-                audio.append(synthesise(r, speaker, style, knobs, n, sample_rate))
-                labels.append(label)
-                speakers.append(spk_id)
-                utt_ids.append(f"{spk_id}_{emotion}_{j:03d}")
+    index = [(k, spk_id, label, emotion, j) for k, spk_id in enumerate(speaker_ids(cfg.n_speakers))
+             for label, emotion in enumerate(emotions) for j in range(cfg.utterances_per_emotion)]  # fmt: skip
+
+    def stream(k: int, emotion: str, j: int) -> tuple[np.random.Generator, int]:
+        r = role_rng(seed, f"corpus/utterance/{k}/{emotion}/{j}")
+        return r, max(to_samples(r.uniform(lo, hi), sample_rate), 1)  # the duration is the stream's first draw
+
+    def make() -> list[np.ndarray]:
+        speakers = {k: make_speaker(k, knobs, seed) for k in range(cfg.n_speakers)}
+        styles = {(k, e): speaker_style(k, e, speakers[k], knobs, seed) for k in speakers for e in emotions}
+        clips = []
+        for k, _, _, emotion, j in index:
+            r, n = stream(k, emotion, j)
+            clips.append(synthesise(r, speakers[k], styles[k, emotion], knobs, n, sample_rate))
+        return clips
+
     return AudioCorpus(
-        audio=audio,
+        audio=LazyClips(make, np.array([stream(k, e, j)[1] for k, _, _, e, j in index], dtype=np.int64)),
         sample_rate=int(sample_rate),
-        labels=np.asarray(labels, dtype=np.int64),
+        labels=np.asarray([u[2] for u in index], dtype=np.int64),
         emotions=tuple(emotions),
-        speaker=np.asarray(speakers),
-        utterance_id=np.asarray(utt_ids),
+        speaker=np.asarray([u[1] for u in index]),
+        utterance_id=np.asarray([f"{spk}_{emotion}_{j:03d}" for _, spk, _, emotion, j in index]),
         digest=corpus_digest(cfg, emotions=emotions, sample_rate=sample_rate, seed=seed),
     )
