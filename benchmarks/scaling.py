@@ -10,8 +10,9 @@ CPU per virtual client, Ray capped at the machine's CPUs) with two kinds of clie
 
 Both on the embedded corpus at 24 speakers × 120 utterances (clips of 1.0–1.2 s for ``light``), split **iid** over
 the clients (a speaker partition cannot give 1024 clients), no baselines. Printed per run, in CPU seconds of the
-whole process tree (this process from the simulation's start, Ray's daemons, the actors; sampled every 0.2 s),
-which a machine shared with other jobs does not distort the way it distorts wall seconds:
+whole process tree (this process from the simulation's start, Ray's daemons, the actors; sampled every 0.2 s; the
+sampler's own CPU left out), which a machine shared with other jobs does not distort the way it distorts wall
+seconds:
 
 - client CPU: Σ over clients of the CPU inside the client's work (loading its file, distilling);
 - server CPU: the server's data build, aggregation, global training and scoring (its thread);
@@ -44,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import torch
 
 from fedsered.config import Config, load_config
 from fedsered.io import atomic_write_json
@@ -82,13 +84,14 @@ def kind(p: psutil.Process) -> str:
 
 class TreeSampler:
     """CPU seconds per part of the process tree (from entering; a process that existed before counts only what it
-    used since), peak RSS and PSS summed over the tree, and the largest actor's peak RSS and USS, sampled in a
-    background thread."""
+    used since; the sampler's own CPU is not counted), peak RSS (every 0.2 s) and PSS (every 2 s) summed over the
+    tree, and the largest actor's peak RSS and USS, sampled in a background thread."""
 
-    def __init__(self, interval: float = 0.2) -> None:
-        self.interval = interval
+    def __init__(self, interval: float = 0.2, full_every: int = 10) -> None:
+        self.interval, self.full_every = interval, full_every
         self.peak_rss = self.peak_pss = self.actor_rss = self.actor_uss = 0
         self.cpu: dict[str, float] = {}
+        self.own_cpu = 0.0  # the sampler's own CPU (in this process): taken off the driver's
         self._stop = threading.Event()
         self._seen: dict[int, tuple[str, float]] = {}
         self._base: dict[int, float] = {}
@@ -99,26 +102,36 @@ class TreeSampler:
         me = psutil.Process()
         return [me, *me.children(recursive=True)]
 
-    def _sample(self) -> None:
+    def _sample(self, full: bool) -> None:
         rss = pss = 0
         for p in self._tree():
             try:
                 t = p.cpu_times()
-                mem = p.memory_full_info()  # rss, pss and uss (Linux: /proc/PID/smaps_rollup)
+                # rss, pss and uss (Linux: /proc/PID/smaps_rollup, ~6 ms of CPU per process: not every sample)
+                mem = p.memory_full_info() if full else p.memory_info()
                 # a worker takes the actor's name once its actor starts: only "actor" is final
                 k = "actor" if self._seen.get(p.pid, ("",))[0] == "actor" else kind(p)
             except psutil.Error:
                 continue
             self._seen[p.pid] = (k, t.user + t.system)
-            rss, pss = rss + mem.rss, pss + getattr(mem, "pss", mem.rss)
+            rss += mem.rss
             if k == "actor":
                 self.actor_rss = max(self.actor_rss, mem.rss)
-                self.actor_uss = max(self.actor_uss, getattr(mem, "uss", mem.rss))
-        self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
+            if full:
+                pss += getattr(mem, "pss", mem.rss)
+                if k == "actor":
+                    self.actor_uss = max(self.actor_uss, getattr(mem, "uss", mem.rss))
+        self.peak_rss = max(self.peak_rss, rss)
+        if full:
+            self.peak_pss = max(self.peak_pss, pss)
 
     def _run(self) -> None:
+        start = time.thread_time()
+        i = 0
         while not self._stop.is_set():
-            self._sample()
+            self._sample(full=i % self.full_every == 0)
+            i += 1
+            self.own_cpu = time.thread_time() - start
             time.sleep(self.interval)
 
     def __enter__(self) -> TreeSampler:
@@ -131,9 +144,10 @@ class TreeSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self._sample()
+        self._sample(full=False)  # the final CPU times (of this thread: not the sampler's own)
         for pid, (k, c) in self._seen.items():
             self.cpu[k] = self.cpu.get(k, 0.0) + c - self._base.get(pid, 0.0)
+        self.cpu["driver"] -= self.own_cpu
 
 
 def fault_plan(n: int, share: float) -> dict[int, str]:
@@ -204,6 +218,9 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
+    # the server's work at one torch thread (as each actor's): its CPU is then all in the thread it measures itself
+    # (``thread_time``); the feature pipeline and scoring otherwise add intra-op threads that would count as overhead
+    torch.set_num_threads(1)
     print(f"machine: {os.cpu_count()} CPUs, load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     rows = []
     for work in args.work:
