@@ -424,6 +424,27 @@ def cmd_audit(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def _paired_cell(diff: dict[str, Any] | None) -> str:
+    """A paired Δ (``Estimate.to_json()``) with its sign; "no common seed" for none."""
+    return "no common seed" if diff is None else _est(diff, signed=True)
+
+
+def _sweep_table(summary: dict[str, Any], *, cfg: Config) -> Table:
+    """``sweep.metric`` per method and ε (mean ± CI over seeds), each method followed by one row per reference:
+    its paired Δ to that reference (``summary["paired"]``; "no common seed" where the two share none)."""
+    labels = [("inf" if e == "inf" else f"{e:g}") for e in cfg.sweep.epsilons]
+    columns = ("method", *("ε=∞ (no DP)" if e == "inf" else f"ε={e}" for e in labels))
+    table = _seeds_table(f"{summary['metric']} vs ε, IPC {cfg.sweep.ipc}", list(cfg.sweep.seeds), columns)
+    for method, points in summary["curves"].items():
+        table.add_row(method, *[_est(points[e]) if e in points else "" for e in labels])
+        paired = summary["paired"].get(method, {})
+        for ref in next(iter(paired.values()), {}):  # the same references at every ε of a method
+            cells = [_paired_cell(paired[e][ref]) if e in paired else "" for e in labels]
+            table.add_row(f"  Δ − {ref.replace('_', ' ')}", *cells)
+        table.add_section()
+    return table
+
+
 def cmd_sweep(args: argparse.Namespace, cfg: Config) -> int:
     from fedsered.data.dataset import build_dataset
     from fedsered.experiments.sweep import run_sweep, write_outputs
@@ -432,14 +453,7 @@ def cmd_sweep(args: argparse.Namespace, cfg: Config) -> int:
     with _progress() as progress:
         data = build_dataset(cfg, progress=progress)
         summary = run_sweep(cfg, data, out_dir=out, progress=progress)
-    labels = [("inf" if e == "inf" else f"{e:g}") for e in cfg.sweep.epsilons]
-    table = Table(title=f"{summary['metric']} vs ε, IPC {cfg.sweep.ipc} (mean ± std over {len(cfg.sweep.seeds)} seeds)")
-    table.add_column("method")
-    for label in labels:
-        table.add_column("ε=∞ (no DP)" if label == "inf" else f"ε={label}", justify="right")
-    for method, points in summary["curves"].items():
-        table.add_row(method, *[_fmt_uar(points[e]["mean"], points[e]["std"]) if e in points else "" for e in labels])
-    out_console.print(table)
+    out_console.print(_sweep_table(summary, cfg=cfg))
     out_console.print(f"cells: {summary['ran']} run, {summary['resumed']} resumed")
     write_outputs(summary, out_dir=out)
     _write_run(out, cfg, summary)

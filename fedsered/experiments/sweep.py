@@ -9,7 +9,8 @@ Each finished cell is one JSON file under ``DIR/cells/`` written atomically, so 
 redoing finished cells (a cell file that is not a finished record of its cell — ``null``, ``[]``, ``{}``, truncated,
 another cell's — is recomputed); ``DIR/sweep.json`` records a fingerprint of everything a cell depends on (the config
 without the grid itself), and resuming under another config is refused (``fedsered.resume``). ``summarise`` turns the
-cells into ``results.json`` / ``results.csv`` rows and the retention of non-DP UAR per ε;
+cells into ``results.json``: per (method, ε) the mean ± 95 % CI over seeds (``fedsered.stats``), the paired difference
+to each reference row (same seed), and the retention of non-DP UAR per ε; ``to_csv`` writes one row per cell;
 ``fedsered.experiments.sweep_plot`` draws the curve.
 """
 
@@ -25,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from fedsered.config import Config
@@ -38,6 +38,7 @@ from fedsered.models.build import fixed_init_state
 from fedsered.privacy.client import client_privacy
 from fedsered.resume import check_resume, config_digest
 from fedsered.seeding import int_seed
+from fedsered.stats import mean_ci, paired_difference
 from fedsered.training.train import evaluate, train_model
 
 StageProgress = Callable[[str, int, int], None]
@@ -193,23 +194,53 @@ def run_sweep(
     return {**summarise(records, cfg=cfg), "resumed": resumed, "ran": ran}
 
 
-def _stats(values: list[float]) -> dict[str, Any]:
-    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
+def _point(by_seed: dict[int, float]) -> dict[str, Any]:
+    """One curve point: ``mean_ci`` of its per-seed values (``mean``, ``lo``, ``hi``, ``half_width``, ``n``,
+    ``level``), the ``values`` and their ``seeds``."""
+    return {**mean_ci(list(by_seed.values())).to_json(), "values": list(by_seed.values()), "seeds": list(by_seed)}
+
+
+def paired_to(point: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any] | None:
+    """``point − reference`` paired by seed (``paired_difference`` over the seeds both have), with those ``seeds``.
+
+    Returns:
+        The ``Estimate.to_json()`` plus ``seeds``; its interval is undefined (``lo = hi = None``) with one common
+        seed; ``None`` when the two share no seed.
+    """
+    ref = dict(zip(reference["seeds"], reference["values"], strict=True))
+    common = [s for s in point["seeds"] if s in ref]
+    if not common:
+        return None
+    mine = dict(zip(point["seeds"], point["values"], strict=True))
+    diff = paired_difference([mine[s] for s in common], [ref[s] for s in common])
+    return {**diff.to_json(), "seeds": common}
 
 
 def summarise(records: list[dict[str, Any]], *, cfg: Config) -> dict[str, Any]:
-    """The sweep's ``results.json``: cells, per-(method, ε) mean ± std of ``sweep.metric`` over seeds, and the share
-    of non-DP UAR kept at each ε (per method, and for the best DP method against the best non-DP method)."""
+    """The sweep's ``results.json`` from its cell records.
+
+    Returns:
+        ``metric``, ``ipc``, ``cells`` (the records); ``curves``: ``{method: {eps_label: point}}``, ``sweep.metric``
+        over seeds as mean ± 95 % CI (Student t, ``_point``); ``paired``: ``{method: {eps_label: {reference: Δ}}}``,
+        each DP method's point minus each reference row (the ``sweep.baselines`` and ``full_data``, at ε = ∞) paired
+        by seed (``paired_to``), and each baseline minus ``full_data``; ``retention``: the share of non-DP mean UAR
+        kept at each ε, per method, and for the best DP method against the best non-DP method.
+    """
     metric = cfg.sweep.metric
-    curves: dict[str, dict[str, dict[str, Any]]] = {}
+    by_seed: dict[str, dict[str, dict[int, float]]] = {}
     for rec in records:
         if rec.get(metric) is None:
             continue
         label = "inf" if rec["epsilon"] is None else _eps_label(float(rec["epsilon"]))
-        curves.setdefault(rec["method"], {}).setdefault(label, {"values": []})["values"].append(float(rec[metric]))
-    for points in curves.values():
-        for label, p in points.items():
-            points[label] = {**_stats(p["values"]), "values": p["values"]}
+        by_seed.setdefault(rec["method"], {}).setdefault(label, {})[int(rec["seed"])] = float(rec[metric])
+    curves = {m: {label: _point(v) for label, v in points.items()} for m, points in by_seed.items()}
+    refs = [r for r in (*dict.fromkeys(cfg.sweep.baselines), "full_data") if "inf" in curves.get(r, {})]
+    paired: dict[str, dict[str, dict[str, Any]]] = {}
+    for m, points in curves.items():
+        # a DP method against every reference; a baseline against the full-data model; full data against nothing
+        against = refs if m in cfg.sweep.methods else ["full_data"] if m != "full_data" and "full_data" in refs else []
+        if against:
+            paired[m] = {label: {r: paired_to(p, curves[r]["inf"]) for r in against} for label, p in points.items()}
     methods: list[str] = [m for m in dict.fromkeys(cfg.sweep.methods) if m in curves]
     retention: dict[str, dict[str, float]] = {}
     non_dp = {m: curves[m]["inf"]["mean"] for m in methods if "inf" in curves[m]}
@@ -224,6 +255,7 @@ def summarise(records: list[dict[str, Any]], *, cfg: Config) -> dict[str, Any]:
         "metric": metric,
         "ipc": cfg.sweep.ipc,
         "curves": curves,
+        "paired": paired,
         "retention": retention,
         "cells": records,
     }

@@ -1,9 +1,11 @@
-"""The privacy–utility figure of a sweep: UAR against ε (log axis), one line per method with error bars over seeds;
-the non-DP point of each method sits at the right end above "∞", references (baselines, full data) are dashed lines."""
+"""The privacy–utility figure of a sweep: UAR against ε (log axis), one line per method with error bars the 95 % CI
+over seeds (Student t; none where a point has one seed); the non-DP point of each method sits at the right end above
+"∞", references (baselines, full data) are dashed lines at their mean."""
 
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +29,20 @@ def plot_privacy_utility(summary: dict[str, Any], *, path: str | Path) -> Path:
             continue
         xs = sorted((float(e) if e != "inf" else x_inf, e) for e in pts)
         mean = [pts[e]["mean"] for _, e in xs]
-        std = [pts[e]["std"] for _, e in xs]
-        ax.errorbar([x for x, _ in xs], mean, yerr=std, marker="o", capsize=3, label=method)
+        half = [math.nan if pts[e]["half_width"] is None else pts[e]["half_width"] for _, e in xs]
+        ax.errorbar([x for x, _ in xs], mean, yerr=half, marker="o", capsize=3, label=method)
     for i, method in enumerate(refs):
         p = curves[method]["inf"]
         ax.axhline(p["mean"], linestyle="--", linewidth=1, color=f"C{(i + 5) % 10}",
-                   label=f"{method} (no DP) {p['mean']:.3f}")  # fmt: skip
+                   label=f"{method} (no DP, mean) {p['mean']:.3f}")  # fmt: skip
     ax.set_xscale("log")
     ticks = [*finite, x_inf] if finite else [x_inf]
     ax.set_xticks(ticks)
     ax.set_xticklabels([f"{t:g}" for t in finite] + ["∞"])
     ax.minorticks_off()
     ax.set_xlabel("ε per release (δ fixed; ∞ = no DP)")
-    ax.set_ylabel(summary["metric"].replace("_", " "))
-    ax.set_title(f"privacy–utility, IPC {summary['ipc']} (mean ± std over seeds)")
+    ax.set_ylabel(f"{summary['metric'].replace('_', ' ')}, mean ± 95 % CI over seeds")
+    ax.set_title(f"privacy–utility, IPC {summary['ipc']} (error bars: 95 % CI, Student t)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     buf = io.BytesIO()
