@@ -46,6 +46,7 @@ from typing import Any
 
 import psutil
 import torch
+from scaling_settings import COMMON, WORK
 
 from fedsered.config import Config, load_config
 from fedsered.io import atomic_write_json
@@ -55,18 +56,6 @@ from simulations.runner import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 
-COMMON = [
-    "data.embedded.n_speakers=24", "data.embedded.utterances_per_emotion=24", "federation.partition=iid",
-    "federation.baselines=[]", "federation.node_wait_s=600", "federation.round_timeout_s=3600",
-]  # fmt: skip
-WORK = {
-    "light": [
-        "data.embedded.duration_s=[1.0, 1.2]", "features.segment_s=1.2", "features.n_mels=32", "model.name=cnn_iot",
-        "model.width=4", "federation.method=dm", "federation.ipc=1", "distill.dm_iterations=2",
-        "distill.eval_epochs=5",
-    ],
-    "default": [],
-}  # fmt: skip
 LIGHT = [*COMMON, *WORK["light"]]
 """The light setting (also used by ``--faulty``)."""
 

@@ -1,0 +1,15 @@
+"""The scaling benchmark's settings (``--set`` overrides of ``configs/default.yaml``), in a module of their own so
+that ``benchmarks/client_memory.py`` reads them without importing anything."""
+
+COMMON = [
+    "data.embedded.n_speakers=24", "data.embedded.utterances_per_emotion=24", "federation.partition=iid",
+    "federation.baselines=[]", "federation.node_wait_s=600", "federation.round_timeout_s=3600",
+]  # fmt: skip
+WORK = {
+    "light": [
+        "data.embedded.duration_s=[1.0, 1.2]", "features.segment_s=1.2", "features.n_mels=32", "model.name=cnn_iot",
+        "model.width=4", "federation.method=dm", "federation.ipc=1", "distill.dm_iterations=2",
+        "distill.eval_epochs=5",
+    ],
+    "default": [],
+}  # fmt: skip
