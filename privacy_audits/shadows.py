@@ -33,6 +33,7 @@ from fedsered.data.dataset import Dataset
 from fedsered.data.types import FeatureSet
 from fedsered.errors import ConfigError
 from fedsered.federation.client import LocalClient, run_task
+from fedsered.federation.encoding import decode_arrays
 from fedsered.federation.protocol import Task
 from fedsered.io import atomic_write_bytes
 from fedsered.models import fixed_init_state
@@ -237,7 +238,11 @@ def server_replay(
             m[i, run] = member
             mine = run_clients(replace(plan, member=m), run)[cid]
             reply = run_task(task, LocalClient(cid, mine, data.n_classes, None, run_cfg.privacy))
-            replays.append(np.asarray(reply.arrays["x"]) if reply.error is None else np.empty(0))
+            if reply.error is not None:
+                replays.append(np.empty(0))
+            else:  # as the server saw the upload: decoded from the run's set encoding
+                encoding = run_cfg.federation.set_encoding
+                replays.append(decode_arrays(reply.arrays, encoding=encoding, source=cid)[0])
         scores.append(replay_score(observed[cid], replays[0], replays[1]))
     return np.asarray(scores, dtype=np.float64)
 

@@ -27,14 +27,13 @@ class InjectedFaultError(RuntimeError):
 
 
 def _corrupt(reply: Message, kind: str, *, oversize_factor: int) -> Message:
-    arrays = reply.content.array_records[PAYLOAD_KEY]
-    x, y = arrays["x"].numpy().copy(), arrays["y"].numpy().copy()
-    if kind == "nan":
-        x.flat[0] = np.nan
+    arrays = {k: a.numpy().copy() for k, a in reply.content.array_records[PAYLOAD_KEY].items()}
+    if kind == "nan":  # under set_encoding=int8 x is uint8: the NaN goes into its scale
+        arrays["scale" if "scale" in arrays else "x"].flat[0] = np.nan
     elif kind == "shape":
-        x = np.ascontiguousarray(x[..., :-1])
-    elif kind == "oversize":
-        x, y = np.repeat(x, oversize_factor, axis=0), np.repeat(y, oversize_factor)
+        arrays["x"] = np.ascontiguousarray(arrays["x"][..., :-1])
+    elif kind == "oversize":  # every array of a set is per example
+        arrays = {k: np.repeat(a, oversize_factor, axis=0) for k, a in arrays.items()}
     elif kind == "wrong_id":
         meta = json.loads(str(reply.content.config_records[META_KEY]["json"]))
         meta["client_id"] = "client-999"
@@ -43,7 +42,7 @@ def _corrupt(reply: Message, kind: str, *, oversize_factor: int) -> Message:
         meta = json.loads(str(reply.content.config_records[META_KEY]["json"]))
         meta["privacy"] = {"releases": "all of them", "delta": 2.0}
         reply.content[META_KEY] = ConfigRecord({"json": json.dumps(meta), "error": ""})
-    reply.content[PAYLOAD_KEY] = ArrayRecord({"x": Array(x), "y": Array(y)})
+    reply.content[PAYLOAD_KEY] = ArrayRecord({k: Array(np.ascontiguousarray(a)) for k, a in arrays.items()})
     return reply
 
 

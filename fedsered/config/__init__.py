@@ -30,6 +30,7 @@ from fedsered.config.schema import (
     OutputConfig,
     PrivacyClientOverride,
     PrivacyConfig,
+    SetEncoding,
     SweepConfig,
     TrainConfig,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "OutputConfig",
     "PrivacyClientOverride",
     "PrivacyConfig",
+    "SetEncoding",
     "SweepConfig",
     "TrainConfig",
     "apply_override",

@@ -25,6 +25,9 @@ MIN_EPSILON, MAX_EPSILON = 1e-3, 1e3  # any DP epsilon (outside: calibration fai
 
 Epsilon = Annotated[float, Field(ge=MIN_EPSILON, le=MAX_EPSILON)]
 
+SetEncoding = Literal["float32", "float16", "int8"]
+"""How clients ship a shared set's arrays (``fedsered.federation.encoding``; the one place the names are defined)."""
+
 CorpusName = Literal["embedded", "ravdess", "crema_d", "emodb", "iemocap", "manifest"]
 
 
@@ -393,6 +396,12 @@ class FederationConfig(_Section):
         None, ge=1, le=MAX_IPC, description="server-side re-distillation of the union to this size per class (off)"
     )
     max_payload_mb: float = Field(16.0, gt=0.0, le=4096.0, description="size cap of one client's reply")
+    set_encoding: SetEncoding = Field(
+        "float32", description="how every shared set (synthetic, random_subset, raw_sharing) travels: float32; "
+        "float16 (half the bytes of x, |x| must stay within 65504); int8 (x as uint8 per-example affine quantisation, "
+        "about a quarter of the bytes, plus a float32 scale and zero per example); y goes as uint8 under float16 and "
+        "int8. The server decodes to float32 before aggregating; post-processing, no privacy cost"
+    )
     # -- baselines (same partitions, seeds and evaluation)
     baselines: tuple[FederatedPipeline, ...] = Field(
         ("pooled", "raw_sharing", "random_subset", "fedavg"), description="pipelines compared with synthetic sharing"

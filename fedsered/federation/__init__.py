@@ -9,6 +9,7 @@
 - ``reply_store``: a client's filed replies by task key (a task sent again never costs a second DP release);
 - ``checkpoint``: the server's finished pipelines in the run folder (what a resumed ``simulate`` takes);
 - ``results``: ``PipelineResult``, ``ComparisonResult`` (typed, ``to_json``); ``records``: ``ClientRecord``, quorum;
+- ``encoding``: a shared set's arrays under ``federation.set_encoding`` (float32, float16, int8) and back;
 - ``payload``, ``aggregate``, ``server``: the wire form of a set, the server's aggregation and model steps.
 The Flower transport lives in ``simulations/grid.py`` (this package never imports Flower).
 """

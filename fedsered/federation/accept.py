@@ -1,11 +1,12 @@
 """The server's checks on what a client sent: nothing in a reply is used before it passed them.
 
-``accept_set`` decodes a shared set (size cap before decoding, then shape, dtype, finiteness, labels, the claimed
-client id); ``accept_update`` checks a model update against θ₀'s names, shapes and dtypes, finiteness, and its
-metadata (an example count within ``federation.max_client_examples`` when FedAvg weights by it; the DP release of a
-DP-FedAvg round). ``release_privacy`` turns a reply's privacy object into the server's own: its releases parsed and
-ε recomputed by the accountant from them, never the ε the client wrote. ``reply_metric`` reads a client's
-measurement (a finite, non-negative number, else ``None``). Every defect is one ``PayloadError`` naming the client.
+``accept_set`` decodes a shared set from the run's ``federation.set_encoding`` to float32 (size cap before decoding,
+then the encoding's arrays and dtypes, shape, finiteness, labels, the claimed client id); ``accept_update`` checks a
+model update against θ₀'s names, shapes and dtypes, finiteness, and its metadata (an example count within
+``federation.max_client_examples`` when FedAvg weights by it; the DP release of a DP-FedAvg round). ``release_privacy``
+turns a reply's privacy object into the server's own: its releases parsed and ε recomputed by the accountant from them,
+never the ε the client wrote. ``reply_metric`` reads a client's measurement (a finite, non-negative number, else
+``None``). Every defect is one ``PayloadError`` naming the client.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ def accept_set(
     max_bytes: int,
     max_per_class: int | None = None,
     max_examples: int | None = None,
+    encoding: str = "float32",
 ) -> tuple[SyntheticSet, dict[str, Any] | None]:
     """A shared set and the server's privacy object for it.
 
@@ -94,6 +96,7 @@ def accept_set(
             selected sets); a set with more is not the set that was asked for (it would outweigh the others in
             the union).
         max_examples: most examples in all (``federation.max_client_examples`` for raw sharing).
+        encoding: the run's ``federation.set_encoding`` (the set is decoded to float32 from it).
 
     Raises:
         PayloadError: see ``fedsered.federation.payload.decode_set``; a set claiming another client's id; more
@@ -101,7 +104,7 @@ def accept_set(
     """
     s = decode_set(
         reply.arrays, reply.meta, to_numpy=reply.to_numpy, nbytes=reply.size, n_classes=n_classes,
-        expected_shape=input_shape, max_bytes=max_bytes, source=reply.client_id,
+        expected_shape=input_shape, max_bytes=max_bytes, source=reply.client_id, encoding=encoding,
     )  # fmt: skip
     if s.meta.get("client_id") != reply.client_id:
         raise PayloadError(f"{reply.client_id}: set claims client_id {str(s.meta.get('client_id'))[:40]!r}")

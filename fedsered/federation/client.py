@@ -30,7 +30,7 @@ from fedsered.data.types import FeatureSet
 from fedsered.distill import distil
 from fedsered.distill.synthetic_set import SyntheticSet, make_meta
 from fedsered.errors import ConfigError, DataError, FedseredError, PrivacyBudgetError
-from fedsered.federation.payload import meta_json
+from fedsered.federation.payload import wire_form
 from fedsered.federation.protocol import Reply, Task
 from fedsered.federation.reply_store import DeferredLedger, FiledReply, ReplyStore, task_key
 from fedsered.models import build_model
@@ -156,7 +156,7 @@ def _work(task: Task, client: LocalClient, cfg: Config, ledger: PrivacyLedger | 
             task.pipeline, client.data, cfg=cfg, client_id=cid, n_classes=client.n_classes, init_state=state,
             seed=seed, ledger=ledger,
         )  # fmt: skip
-        arrays, meta = {"x": s.x, "y": s.y}, meta_json(s)
+        arrays, meta = wire_form(s, encoding=cfg.federation.set_encoding)  # post-processing of the release
     elif task.pipeline == "dp_fedavg":
         arrays, obj = local_update_dp(state, client.data, cfg=cfg, client_id=cid, seed=seed,
                                       n_classes=client.n_classes, ledger=ledger)  # fmt: skip

@@ -111,7 +111,8 @@ def _collect(
                     raw = task.pipeline == "raw_sharing"  # the client's own data; the others: ipc per class
                     s, privacy = accept_set(answer, n_classes=server.n_classes, input_shape=server.input_shape,
                                             max_bytes=max_bytes, max_per_class=None if raw else fed.ipc,
-                                            max_examples=fed.max_client_examples if raw else None)  # fmt: skip
+                                            max_examples=fed.max_client_examples if raw else None,
+                                            encoding=fed.set_encoding)  # fmt: skip
                     payload: SyntheticSet | tuple[dict[str, np.ndarray], float] = s
                 else:
                     weighted = task.pipeline == "fedavg" and fed.fedavg_weighting == "examples"
