@@ -39,7 +39,7 @@ def error_summary(reply: Message, *, limit: int = 300) -> str:
 
 
 def exchange(
-    grid: Grid, messages: Sequence[Message], *, timeout: float, in_flight: int | None = None, poll: float = 0.02
+    grid: Grid, messages: Sequence[Message], *, timeout: float, in_flight: int | None = None, poll: float | None = None
 ) -> Iterator[Message]:
     """Send ``messages`` and yield the replies as they arrive, until all answered or ``timeout`` seconds passed.
 
@@ -48,8 +48,12 @@ def exchange(
         messages: one Message per node.
         timeout: seconds for the whole exchange (a message still unsent then is never sent).
         in_flight: most messages outstanding at once (``None``: all at once, as ``Grid.send_and_receive``).
-        poll: seconds between pulls.
+        poll: seconds between pulls while nothing came back (``None``: 0.1 s sending all at once, as
+            ``Grid.send_and_receive`` — a deployment's SuperLink is asked no more often than Flower asks it —, 0.02 s
+            with a window, whose next message waits for a pull).
     """
+    if poll is None:
+        poll = 0.1 if in_flight is None else 0.02
     deadline = time.monotonic() + timeout
     queue = list(reversed(messages))
     window = len(queue) if in_flight is None else max(1, in_flight)
