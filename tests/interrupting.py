@@ -33,6 +33,8 @@ def interrupt(proc: subprocess.Popen[str], sig: signal.Signals, *, within: float
         _, err = proc.communicate(timeout=within)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail(f"{sig.name}: did not stop within {within:g} s")
+        _, err = proc.communicate()
+        tail = "\n".join(str(err or "").strip().splitlines()[-15:])  # what it was doing when the signal came
+        pytest.fail(f"{sig.name}: did not stop within {within:g} s; its last stderr lines:\n{tail}")
     assert time.monotonic() - t0 < within and proc.returncode == 128 + sig, (sig.name, proc.returncode, err)
     return str(err)
