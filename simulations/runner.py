@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -207,7 +208,13 @@ def stop_on_signals(before: set[int], *, out: Path, cleanup: Callable[[], None] 
     hangs), and ``ray.init`` replaces the SIGTERM handler twice — in Python (``set_sigterm_handler``: ``SystemExit``
     in the middle of the run) and in its C++ core (absl's failure handler: abort, exit 134) —, both switched off for
     the driver meanwhile (pinned ray 2.55.1 via flwr). The handler does not unwind: it ends the process with
-    ``os._exit``. Only the main thread can install handlers; elsewhere this does nothing.
+    ``os._exit``.
+
+    A Python handler runs in the main thread only, and only once that thread runs Python again: a signal the kernel
+    delivers to another thread (any of Flower's or Ray's) while the main thread waits in Flower's ``join`` would wait
+    for the whole run. So the signal also reaches a watcher thread through ``signal.set_wakeup_fd`` (written by
+    CPython's C-level handler in whichever thread took the signal), and whichever of the two comes first stops the
+    run. Only the main thread can install handlers; elsewhere this does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -215,7 +222,12 @@ def stop_on_signals(before: set[int], *, out: Path, cleanup: Callable[[], None] 
     import ray._private.ray_constants as ray_constants
     import ray._private.utils as ray_utils
 
-    def stop(signum: int, frame: object) -> None:
+    stopping = threading.Lock()
+
+    def stop(signum: int, frame: object = None) -> None:
+        if not stopping.acquire(blocking=False):  # the other path is stopping the run: it ends the process
+            while True:
+                time.sleep(1.0)
         line = (f"fedsered simulate: interrupted by {signal.Signals(signum).name}; Ray stopped; run the same command "
                 f"again to resume {out}\n")  # fmt: skip
         err = None
@@ -226,27 +238,47 @@ def stop_on_signals(before: set[int], *, out: Path, cleanup: Callable[[], None] 
             err, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
             os.dup2(null, 1)
             os.dup2(null, 2)
-        stop_leftovers(before, grace=0.0, term_wait=2.0)
+        # SIGTERM, then SIGKILL after a moment: Ray's state is disposable, every file of the run is written atomically
+        stop_leftovers(before, grace=0.0, term_wait=0.5)
         if cleanup is not None:
             cleanup()
         with suppress(OSError):
             os.write(2 if err is None else err, line.encode())
         os._exit(128 + signum)
 
+    def watch(wakeup: socket.socket) -> None:
+        while data := wakeup.recv(64):
+            for signum in data:
+                if signum in STOP_SIGNALS:
+                    stop(signum)
+                elif signum == 0:  # the sentinel: leaving
+                    return
+
     saved = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     set_sigterm_handler = ray_utils.set_sigterm_handler
     no_failure_handler = ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER
     ray_utils.set_sigterm_handler = lambda handler: None
     ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True  # the driver's C++ core would replace ours (and abort)
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)  # set_wakeup_fd's requirement: the C handler must never block
+    watcher = threading.Thread(target=watch, args=(reader,), daemon=True, name="fedsered-signal-watcher")
+    watcher.start()
+    wakeup = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
     for sig in STOP_SIGNALS:
         signal.signal(sig, stop)
     try:
         yield
     finally:
-        ray_utils.set_sigterm_handler = set_sigterm_handler
-        ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = no_failure_handler
         for sig, handler in saved.items():
             signal.signal(sig, handler)
+        signal.set_wakeup_fd(wakeup)
+        with suppress(OSError):
+            writer.send(b"\0")
+        watcher.join(timeout=5)
+        reader.close()
+        writer.close()
+        ray_utils.set_sigterm_handler = set_sigterm_handler
+        ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = no_failure_handler
 
 
 def simulate(

@@ -177,7 +177,10 @@ def interrupt(run: Run, sig: signal.Signals, *, group: bool = False) -> None:
         os.killpg(run.proc.pid, sig)  # the run is the leader of its own session and group
     else:
         run.proc.send_signal(sig)
-    rc = run.proc.wait(timeout=20)
+    try:
+        rc = run.proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{sig.name} did not stop the run within 20 s:\n{run.output()[-3000:]}")
     took = time.monotonic() - start
     assert rc == 128 + sig and took < 10, (rc, took, run.output()[-2000:])
     last = run.output().strip().splitlines()[-1]
@@ -239,27 +242,38 @@ def test_interrupted_thrice_then_resumed_equals_the_uninterrupted_run(short_tmp:
 
 
 HUNG_DRIVER = """
-import subprocess, sys, threading, time
+import signal, subprocess, sys, threading, time
 from pathlib import Path
 from simulations.runner import stop_on_signals
 child = subprocess.Popen(["sleep", "120"])
-threading.Thread(target=time.sleep, args=(120,)).start()  # not a daemon, like Flower's ServerApp thread
+hanging = threading.Thread(target=time.sleep, args=(120,))  # not a daemon, like Flower's ServerApp thread
+hanging.start()
 with stop_on_signals(set(), out=Path(sys.argv[1])):
     print(child.pid, flush=True)
+    if sys.argv[2] == "join":  # the main thread waits in join, as in Flower's engine, and the kernel gives the
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})  # signal to another thread
+        hanging.join()
     time.sleep(120)
 """
 
 
+@pytest.mark.parametrize("where", ["main", "join"], ids=["main-thread", "other-thread"])
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_a_signal_to_the_driver_alone_ends_it_despite_a_hanging_thread(tmp_path: Path, sig: signal.Signals) -> None:
+def test_a_signal_to_the_driver_alone_ends_it_despite_a_hanging_thread(
+    tmp_path: Path, sig: signal.Signals, where: str
+) -> None:
     """The driver's handler without Ray: a non-daemon thread that never ends (a KeyboardInterrupt alone would leave
-    the interpreter waiting for it) and a child process; the signal ends both within seconds, with one line."""
-    proc = subprocess.Popen([sys.executable, "-c", HUNG_DRIVER, str(tmp_path)], cwd=ROOT, env=environment(tmp_path),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    the interpreter waiting for it) and a child process; the signal ends both within seconds, with one line — also
+    when another thread takes it while the main thread waits in ``join`` (there a Python handler alone would wait
+    for the join)."""
+    args = [sys.executable, "-c", HUNG_DRIVER, str(tmp_path), where]
+    proc = subprocess.Popen(args, cwd=ROOT, env=environment(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
     child = None
     try:
         assert proc.stdout is not None
         child = psutil.Process(int(proc.stdout.readline()))
+        time.sleep(0.3)  # in its join
         start = time.monotonic()
         proc.send_signal(sig)
         rc = proc.wait(timeout=15)
