@@ -155,12 +155,24 @@ class ModelConfig(_Section):
     init_seed: int = Field(0, ge=0, description="seed of the fixed initialisation theta_0")
 
 
+class AugmentConfig(_Section):
+    """Training-time augmentation of every model fedsered trains (``fedsered.training.augment``)."""
+
+    time_shift: float = Field(0.0, ge=0.0, le=0.5, description="max circular time shift, a fraction of the frames")
+    time_masks: int = Field(0, ge=0, le=8, description="SpecAugment time masks per example")
+    time_mask: float = Field(0.1, ge=0.0, le=1.0, description="max width of a time mask, a fraction of the frames")
+    freq_masks: int = Field(0, ge=0, le=8, description="SpecAugment frequency masks per example")
+    freq_mask: float = Field(0.15, ge=0.0, le=1.0, description="max width of a frequency mask, a fraction of the bins")
+    mixup: float = Field(0.0, ge=0.0, le=10.0, description="mixup's Beta(a, a) parameter a (0 = no mixup)")
+
+
 class TrainConfig(_Section):
     epochs: int = Field(30, ge=1, le=10000)
     batch_size: int = Field(32, ge=1, le=65536)
     lr: float = Field(1e-3, gt=0.0, le=10.0)
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
     optimizer: Literal["adam", "sgd"] = "adam"
+    augment: AugmentConfig = AugmentConfig()
     threads: int = Field(
         1,
         ge=0,

@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedsered.config import ModelConfig, TrainConfig
+from fedsered.config import AugmentConfig, ModelConfig, TrainConfig
 from fedsered.models import build_model
 from fedsered.seeding import torch_generator
+from fedsered.training.augment import augment_batch, is_active
 from fedsered.training.metrics import classification_metrics
 
 Progress = Callable[[int, int], None]
@@ -40,16 +41,32 @@ def train_epoch(
     *,
     batch_size: int,
     generator: torch.Generator,
+    augment: AugmentConfig | None = None,
 ) -> None:
-    """One pass of shuffled mini-batch cross-entropy steps (the loop every trainer in fedsered shares)."""
+    """One pass of shuffled mini-batch cross-entropy steps (the loop every trainer in fedsered shares); with an
+    active ``augment``, each batch is augmented first (``fedsered.training.augment``) and the loss mixed as mixup
+    mixes the inputs."""
     n, bs = len(x), min(batch_size, len(x))
     order = torch.randperm(n, generator=generator)
     for start in range(0, n, bs):
         idx = order[start : start + bs]
-        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+        loss = _batch_loss(model, x[idx], y[idx], augment=augment, generator=generator)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+
+
+def _batch_loss(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, augment: AugmentConfig | None, generator: torch.Generator
+) -> torch.Tensor:
+    """Mean cross-entropy of one batch; augmented first when ``augment`` is active (mixup mixes the loss too)."""
+    if augment is None or not is_active(augment):
+        return nn.functional.cross_entropy(model(x), y)
+    b = augment_batch(x, y, augment, generator=generator)
+    logits = model(b.x)
+    own = nn.functional.cross_entropy(logits, b.y, reduction="none")
+    mixed = nn.functional.cross_entropy(logits, b.y_mix, reduction="none")
+    return (b.lam * own + (1.0 - b.lam) * mixed).mean()
 
 
 def train_model(
@@ -69,7 +86,7 @@ def train_model(
         x: ``[n, 1, mels, frames]`` float32 (already normalised).
         y: ``[n]`` int64 labels.
         model_cfg: the ``model`` section.
-        train_cfg: epochs, batch size, optimiser, learning rate, weight decay.
+        train_cfg: epochs, batch size, optimiser, learning rate, weight decay, augmentation.
         n_classes: number of emotions.
         init_state: θ₀ (fixed initialisation) or ``None`` for an initialisation drawn from ``seed``.
         seed: seeds the initialisation (when ``init_state`` is ``None``), shuffling and dropout.
@@ -91,7 +108,8 @@ def train_model(
             xt, yt = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
             model.train()
             for epoch in range(train_cfg.epochs):
-                train_epoch(model, opt, xt, yt, batch_size=train_cfg.batch_size, generator=gen)
+                train_epoch(model, opt, xt, yt, batch_size=train_cfg.batch_size, generator=gen,
+                            augment=train_cfg.augment)  # fmt: skip
                 if progress is not None:
                     progress(epoch + 1, train_cfg.epochs)
     model.eval()
