@@ -88,10 +88,6 @@ def one_seed(config: str, seed: int, recipes: dict[str, list[str]], val_speakers
     return out
 
 
-def _fmt(e: Any) -> str:
-    return f"{e.mean:+.3f} ± {(e.hi - e.lo) / 2:.3f}" if e.lo is not None else f"{e.mean:+.3f}"
-
-
 def report(results: dict[str, Any], configs: list[str], seeds: tuple[int, ...], recipes: list[str]) -> None:
     for config in configs:
         rows = [results[f"{config}#{s}"] for s in seeds if f"{config}#{s}" in results]
@@ -101,15 +97,13 @@ def report(results: dict[str, Any], configs: list[str], seeds: tuple[int, ...], 
         fe = mean_ci(func)
         print(f"\n{config}: {len(rows)} seeds, validation speakers only "
               f"(train {rows[0]['n_train']} / val {rows[0]['n_val']} clips)")  # fmt: skip
-        print(f"  {'functionals':22s} {fe.mean:.3f} ± {(fe.hi - fe.lo) / 2 if fe.lo is not None else 0:.3f}")
+        print(f"  {'functionals':22s} {fe.fmt()}")
         first = [r["cnn"][recipes[0]] for r in rows]
         for name in recipes:
             v = [r["cnn"][name] for r in rows]
-            e = mean_ci(v)
             cpu = np.mean([r["cpu_seconds"][name] for r in rows])
-            half = (e.hi - e.lo) / 2 if e.lo is not None else 0.0
-            print(f"  {name:22s} {e.mean:.3f} ± {half:.3f}   Δ vs functionals {_fmt(paired_difference(v, func))}"
-                  f"   Δ vs {recipes[0]} {_fmt(paired_difference(v, first))}   {cpu:.0f} CPU s"
+            print(f"  {name:22s} {mean_ci(v).fmt()}   Δ vs functionals {paired_difference(v, func).fmt(signed=True)}"
+                  f"   Δ vs {recipes[0]} {paired_difference(v, first).fmt(signed=True)}   {cpu:.0f} CPU s"
                   f"   per seed {' '.join(f'{u:.3f}' for u in v)}")  # fmt: skip
 
 
