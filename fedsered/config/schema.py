@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-DistillMethod = Literal["random", "herding", "gm", "dm", "mtt"]
+DistillMethod = Literal["random", "herding", "gm", "dm", "mtt", "merf"]
 """Every distillation / selection method (the one place their names are defined)."""
 MAX_CONFIG_BYTES = 1 << 20  # a config file or text (the resolved default config is ~6 KB)
 MAX_DEPTH = 64  # nested mappings and sequences (a config needs 4)
@@ -229,7 +229,7 @@ class DistillConfig(_Section):
 
     methods: tuple[DistillMethod, ...] = ("mtt",)
     ipc: tuple[Annotated[int, Field(ge=1, le=MAX_IPC)], ...] = Field((10,), description="synthetic examples per class")
-    # -- shared by gm, dm and mtt
+    # -- shared by gm, dm, mtt and merf
     init: Literal["real", "noise"] = Field(
         "real", description="synthetic start: random real examples of the class, or Gaussian noise at the data's scale"
     )
@@ -269,6 +269,13 @@ class DistillConfig(_Section):
     gm_lr_net: float = Field(0.01, gt=0.0, le=10.0, description="SGD step size of those inner steps")
     # -- dm (distribution matching)
     dm_iterations: int = Field(100, ge=1, le=1_000_000, description="synthetic updates, each with a fresh random net")
+    # -- merf (one-shot mean embeddings, DP-MERF with frozen random networks)
+    merf_networks: int = Field(
+        4, ge=1, le=64, description="frozen networks whose concatenated embeddings (each part / sqrt(K)) are released"
+    )
+    merf_iterations: int = Field(
+        200, ge=1, le=1_000_000, description="synthetic updates fitting the released means (post-processing)"
+    )
     # -- herding
     herding_epochs: int = Field(
         10, ge=0, le=10000, description="epochs of the quick model whose embeddings herding uses (0 = untrained init)"
@@ -327,7 +334,8 @@ class PrivacyConfig(_Section):
     )
     sample_rate: float = Field(
         0.5, ge=1e-3, le=1.0, description="Poisson rate of each real example per noisy step of every mechanism "
-        "(gm, dm, the DP-SGD of mtt experts and DP-FedAvg); public: it does not depend on a client's data"
+        "(gm, dm, the DP-SGD of mtt experts and DP-FedAvg; merf's one release is at rate 1); public: it does not "
+        "depend on a client's data"
     )
     reproducible_noise: bool = Field(
         False, description="INSECURE against the server: derive DP noise and sampling from the run seed (for tests "
@@ -354,7 +362,7 @@ class SweepConfig(_Section):
     epsilons: tuple[float | Literal["inf"], ...] = Field(
         (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, "inf"), description="per-release epsilons; 'inf' = no DP"
     )
-    methods: tuple[Literal["gm", "dm", "mtt"], ...] = ("dm", "gm")
+    methods: tuple[Literal["gm", "dm", "mtt", "merf"], ...] = ("dm", "gm")
     seeds: tuple[int, ...] = Field((0, 1, 2), description="seeds of distillation and evaluation (one cell each)")
     ipc: int = Field(10, ge=1, le=MAX_IPC, description="synthetic examples per class")
     baselines: tuple[Literal["random", "herding"], ...] = Field(("random",), description="non-DP reference sets")

@@ -2,7 +2,7 @@
 
 Public API:
 - ``distil(data, method=..., ipc=..., cfg=..., model_cfg=..., n_classes=..., init_state=..., seed=...)`` →
-  ``SyntheticSet`` (methods ``random``, ``herding``, ``gm``, ``dm``, ``mtt``);
+  ``SyntheticSet`` (methods ``random``, ``herding``, ``gm``, ``dm``, ``mtt``, ``merf``);
 - ``SyntheticSet``, ``save_set``, ``load_set``, ``validate_set`` — the shared artefact and its checks;
 - ``evaluate_set`` and ``eval_train_config`` — UAR of fresh models trained on a set (θ₀ and random inits).
 """

@@ -1,17 +1,17 @@
 """``distil``: one entry point for every method, turning a client's features into a validated ``SyntheticSet``.
 
-Methods: ``random`` and ``herding`` select real examples (``baselines``); ``gm``, ``dm`` and ``mtt`` learn synthetic
-features from a real (or noise) start (``gm``, ``dm``, ``mtt``). Small and missing classes follow ``init``'s
-fallbacks; the metadata records them (``ipc_effective``, ``missing_classes``, ``repeated_classes``) together with the
-method's ``loss_history`` and settings. The client's seed and exact per-class counts stay out of the metadata: the set
-is what gets shared.
+Methods: ``random`` and ``herding`` select real examples (``baselines``); ``gm``, ``dm``, ``mtt`` and ``merf`` learn
+synthetic features from a real (or noise) start (``gm``, ``dm``, ``mtt``, ``merf``). Small and missing classes follow
+``init``'s fallbacks; the metadata records them (``ipc_effective``, ``missing_classes``, ``repeated_classes``)
+together with the method's ``loss_history`` and settings. The client's seed and exact per-class counts stay out of
+the metadata: the set is what gets shared.
 
-DP (``privacy``, a ``fedsered.privacy.ClientPrivacy``): gm, dm and mtt run their DP mechanism (the method's q and
-steps from ``fedsered.distill.dp``, σ from ``fedsered.privacy.mechanism.calibrate``, the one crossing); the
-synthetic set starts from data-independent Gaussian noise with ``ipc`` rows for every class (real starts, and
-which classes a client holds, would leak outside the accounting), and ``meta["privacy"]`` holds the release's
-privacy object. With a ``ledger`` the release is checked against the client's budget before any work (refused:
-``PrivacyBudgetError``, nothing produced) and recorded after.
+DP (``privacy``, a ``fedsered.privacy.ClientPrivacy``): gm, dm, mtt and merf run their DP mechanism (the method's q
+and steps from ``fedsered.distill.dp`` — merf's is one release at q = 1 —, σ from
+``fedsered.privacy.mechanism.calibrate``, the one crossing); the synthetic set starts from data-independent Gaussian
+noise with ``ipc`` rows for every class (real starts, and which classes a client holds, would leak outside the
+accounting), and ``meta["privacy"]`` holds the release's privacy object. With a ``ledger`` the release is checked
+against the client's budget before any work (refused: ``PrivacyBudgetError``, nothing produced) and recorded after.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from fedsered.distill.dm import distil_dm
 from fedsered.distill.dp import plan_dp
 from fedsered.distill.gm import distil_gm
 from fedsered.distill.init import LearnTask, initial_synthetic, plan_classes
+from fedsered.distill.merf import distil_merf
 from fedsered.distill.mtt import distil_mtt
 from fedsered.distill.synthetic_set import SyntheticSet, make_meta, validate_set
 from fedsered.errors import ConfigError, DataError
@@ -47,7 +48,7 @@ METHODS: tuple[str, ...] = get_args(DistillMethod)
 SELECTION_METHODS: tuple[str, ...] = ("random", "herding")
 """Methods that return real examples unchanged."""
 
-_LEARNED = {"gm": distil_gm, "dm": distil_dm, "mtt": distil_mtt}
+_LEARNED = {"gm": distil_gm, "dm": distil_dm, "mtt": distil_mtt, "merf": distil_merf}
 
 
 def state_digest(state: dict[str, torch.Tensor]) -> str:

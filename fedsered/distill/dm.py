@@ -25,7 +25,7 @@ from torch import nn
 from fedsered.config import DistillConfig
 from fedsered.distill.init import LearnTask, class_index
 from fedsered.distill.networks import frozen_net, matching_loss, network_state
-from fedsered.distill.optim import learnable_features
+from fedsered.distill.optim import feature_update, learnable_features
 from fedsered.privacy.embeddings import embedding_bound, noisy_embedding_sums
 from fedsered.privacy.gaussian import clip_rows, poisson_sample
 from fedsered.privacy.mechanism import DPSpec
@@ -137,12 +137,7 @@ def distil_dm(
             loss = dp_dm_loss(model, private.step(model), x_syn, task.y_init, max_norm=dp.max_grad_norm)
         else:
             loss = dm_loss(model, xr, task.y, x_syn, task.y_init, batch_real=cfg.batch_real, gen=gen)
-        opt_x.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_x.step()
-        history.append(float(loss.detach()))
-        if progress is not None:
-            progress(it + 1, cfg.dm_iterations)
+        feature_update(opt_x, loss, history=history, progress=progress, total=cfg.dm_iterations)
     return x_syn.detach().numpy().astype(np.float32), np.array(task.y_init, dtype=np.int64), {"loss_history": history}
 
 

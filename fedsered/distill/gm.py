@@ -32,7 +32,7 @@ from torch.func import functional_call
 from fedsered.config import DistillConfig
 from fedsered.distill.init import LearnTask, class_index
 from fedsered.distill.networks import matching_loss, network_state, no_dropout
-from fedsered.distill.optim import learnable_features
+from fedsered.distill.optim import feature_update, learnable_features
 from fedsered.models.build import build_model
 from fedsered.privacy.gaussian import poisson_sample
 from fedsered.privacy.mechanism import DPSpec
@@ -159,12 +159,7 @@ def distil_gm(
             loss = gm_loss(
                 model, params, xr, yr, x_syn, y_syn, batch_real=cfg.batch_real, gen=gen, real_grads=real_grads
             )
-            opt_x.zero_grad(set_to_none=True)
-            loss.backward()
-            opt_x.step()
-            history.append(float(loss.detach()))
-            if progress is not None:
-                progress(len(history), total)
+            feature_update(opt_x, loss, history=history, progress=progress, total=total)
             if ol == cfg.gm_outer_loop - 1:
                 break
             xs = x_syn.detach()

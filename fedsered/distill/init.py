@@ -1,8 +1,8 @@
 """Where a synthetic set starts: per-class real examples (or noise), with the fallbacks for small or missing classes.
 
 Fallbacks (never a crash):
-- a class with fewer real examples than ``ipc``: real-init methods (gm, dm, mtt) use every real example of the class
-  and repeat them, each repeat with Gaussian noise of ``init_noise`` × the client's feature std, to reach ``ipc``;
+- a class with fewer real examples than ``ipc``: real-init methods (gm, dm, mtt, merf) use every real example of the
+  class and repeat them, each repeat with Gaussian noise of ``init_noise`` × the client's feature std, to reach ``ipc``;
   selection methods (random, herding) cap at what the class has (see ``ipc_effective``).
 - a class with no example on the client: the class is absent from the set and listed in ``missing_classes``.
 """
@@ -49,7 +49,7 @@ class ClassPlan:
 
 @dataclass(frozen=True)
 class LearnTask:
-    """What a learned method (gm, dm, mtt) distils: the real data, the synthetic start and the networks' setting.
+    """What a learned method (gm, dm, mtt, merf) distils: the real data, the synthetic start and the networks' setting.
 
     Attributes:
         x: ``[n, 1, mels, frames]`` float32 real features.
@@ -58,7 +58,7 @@ class LearnTask:
         y_init: their labels (fixed during distillation).
         model_cfg: architecture of the matched / embedding / expert networks (run without dropout).
         n_classes: number of classes.
-        init_state: θ₀ (gm and dm match it as their first network, mtt's experts start there) or ``None``
+        init_state: θ₀ (gm, dm and merf use it as their first network, mtt's experts start there) or ``None``
             (random-init mode).
         seed: derives every random stream (networks, real batches, experts, batch orders).
     """

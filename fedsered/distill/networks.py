@@ -1,9 +1,10 @@
 """The networks distillation matches against: their initial weights per method and index, without dropout.
 
-gm and dm draw a fresh initialisation per network index from ``random_init_state`` under role ``<method>/net/<k>``;
-in the fixed-initialisation setting network 0 is θ₀ itself, so the set is matched at the initialisation it will be
-trained from as well as at random ones. Distillation networks run without dropout (it would only add noise to the
-matched quantities); parameter names are unchanged, so states load into the configured model and back.
+gm, dm and merf draw a fresh initialisation per network index from ``random_init_state`` under role
+``<method>/net/<k>``; in the fixed-initialisation setting network 0 is θ₀ itself, so the set is matched at the
+initialisation it will be trained from as well as at random ones. Distillation networks run without dropout (it would
+only add noise to the matched quantities); parameter names are unchanged, so states load into the configured model
+and back.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def network_state(
     init_state: dict[str, torch.Tensor] | None,
     seed: int,
 ) -> dict[str, torch.Tensor]:
-    """Initial weights of network ``k`` of ``method`` (``"gm"`` or ``"dm"``).
+    """Initial weights of network ``k`` of ``method`` (``"gm"``, ``"dm"`` or ``"merf"``).
 
     Args:
         method: the method's name (part of the seed role).

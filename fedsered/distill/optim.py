@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
+from fedsered.training.train import Progress
+
 
 class NormalisedSGD(torch.optim.Optimizer):
     """SGD with momentum on ``grad / rms(grad)`` (per parameter tensor)."""
@@ -52,3 +54,16 @@ def learnable_features(x_init: np.ndarray, *, kind: str, lr: float) -> tuple[tor
     """The synthetic features as a float32 leaf tensor that requires grad (a copy of ``x_init``), and its optimiser."""
     x_syn = torch.tensor(x_init, dtype=torch.float32, requires_grad=True)
     return x_syn, image_optimizer([x_syn], kind=kind, lr=lr)
+
+
+def feature_update(
+    opt: torch.optim.Optimizer, loss: torch.Tensor, *, history: list[float], progress: Progress | None, total: int
+) -> None:
+    """One update of the synthetic features on ``loss``: backward, step, append the loss to ``history`` and report
+    ``(len(history), total)`` to ``progress``."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    history.append(float(loss.detach()))
+    if progress is not None:
+        progress(len(history), total)

@@ -7,7 +7,7 @@
 - ``policy``: ``effective_privacy`` — a client's own policy, which a server's request can only tighten.
 - ``mechanism``: ``DPSpec`` and ``calibrate`` — a mechanism's (q, steps) and the client's ε turned into σ, once.
 - ``gaussian``, ``psg``, ``embeddings``: the sampled Gaussian mechanism's parts (Poisson sampling, clipping, noisy
-  per-class sums) for gm and dm; ``dpsgd``: DP-SGD through Opacus' ``PrivacyEngine`` (mtt experts, DP-FedAvg).
+  per-class sums) for gm, dm and merf; ``dpsgd``: DP-SGD through Opacus' ``PrivacyEngine`` (mtt experts, DP-FedAvg).
 """
 
 from fedsered.privacy.accountant import calibrate_noise, epsilon_of, privacy_object, releases_of

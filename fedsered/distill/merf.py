@@ -1,0 +1,127 @@
+"""One-shot mean-embedding distillation (``merf``; DP-MERF, Harder et al., AISTATS 2021, with frozen random networks
+in place of random Fourier features).
+
+The method owns two strictly separated phases:
+
+1. **Release** (``release_means``, the only function that sees the real data): K = ``merf_networks`` frozen networks
+   (``networks.network_state("merf", k)``; the first is θ₀ when one is given) embed every real example once; an
+   example's embedding is the concatenation of its ``model.embed`` under the K nets, each part divided by √K (the
+   row's scale does not grow with K). Rows are clipped to ``embedding_bound(C)`` and the per-class means are
+   released. Under DP it is ONE step of the Gaussian mechanism over all real examples (``noisy_embedding_sums``:
+   clipped rows plus a count coordinate, whole row of norm ≤ C, so adding or removing one example moves the
+   concatenated per-class sums and counts by at most C; noise σ·C from the client's secret ``noise_seed``): sample
+   rate 1 (no subsampling: q = 1 is a public constant), one step, and the mean is the noisy sum over
+   ``max(noisy count, 1)``. Without DP the means are exact, under the same clipping (C = the default
+   ``privacy.max_grad_norm``), so the non-DP set is the σ → 0 limit of the DP one.
+2. **Synthesis** (``synthesise``, pure post-processing: it receives the released means and the data-independent
+   synthetic start, never the real data): ``merf_iterations`` updates of the synthetic features minimising
+   ``Σ_c ‖μ̂_c − mean clip(emb(syn_c))‖²`` under the same K nets (``dm.dp_dm_loss``).
+
+Why one-shot: the iterative DP methods (gm, dm, mtt) pay for every step; a client with ~60 utterances cannot afford
+that, while one release at q = 1 spends the whole budget on a single low-dimensional statistic.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fedsered.config import DistillConfig, PrivacyConfig
+from fedsered.distill.dm import dp_dm_loss, embed
+from fedsered.distill.init import LearnTask, class_index
+from fedsered.distill.networks import frozen_net, network_state
+from fedsered.distill.optim import feature_update, learnable_features
+from fedsered.privacy.embeddings import embedding_bound, noisy_embedding_sums
+from fedsered.privacy.gaussian import clip_rows
+from fedsered.privacy.mechanism import DPSpec
+from fedsered.seeding import torch_generator
+from fedsered.training.train import Progress
+
+NON_DP_MAX_NORM: float = float(PrivacyConfig.model_fields["max_grad_norm"].default)
+"""C of the non-DP release's clipping: the default ``privacy.max_grad_norm`` (same scale as the DP release)."""
+
+REAL_CHUNK = 256
+"""Real examples embedded per forward pass (bounds the release's memory on a large, centralised split)."""
+
+
+class ConcatEmbedding(nn.Module):
+    """K frozen networks as one: ``embed(x)`` is ``[embed_k(x) / √K for k]`` concatenated (``[B, K·d]``)."""
+
+    def __init__(self, nets: list[nn.Module]) -> None:
+        super().__init__()
+        self.nets = nn.ModuleList(nets)
+        self.scale = 1.0 / math.sqrt(len(nets))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The scaled concatenation of every net's embedding of ``x``."""
+        return torch.cat([embed(net, x) * self.scale for net in self.nets], dim=1)
+
+
+def merf_nets(task: LearnTask, k: int) -> ConcatEmbedding:
+    """The ``k`` frozen embedding networks of ``task`` (network 0 is θ₀ when ``task.init_state`` is given)."""
+    states = [network_state("merf", i, model_cfg=task.model_cfg, n_classes=task.n_classes,
+                            init_state=task.init_state, seed=task.seed) for i in range(k)]  # fmt: skip
+    return ConcatEmbedding([frozen_net(s, model_cfg=task.model_cfg, n_classes=task.n_classes) for s in states])
+
+
+def release_means(
+    nets: ConcatEmbedding, x: np.ndarray, y: np.ndarray, *, n_classes: int, dp: DPSpec | None
+) -> torch.Tensor:
+    """The release: ``[n_classes, K·d]`` per-class means of the clipped embeddings of ALL of ``x`` (the only use of
+    the real data; see the module docstring). Under ``dp`` one Gaussian step at q = 1 with noise from
+    ``dp.noise_seed``; without, exact means (a class without examples gets zeros)."""
+    xr = torch.from_numpy(np.ascontiguousarray(x))
+    with torch.no_grad():
+        emb = torch.cat([nets.embed(xr[i : i + REAL_CHUNK]) for i in range(0, len(xr), REAL_CHUNK)])
+    if dp is None:
+        rows = clip_rows(emb, embedding_bound(NON_DP_MAX_NORM))
+        means = rows.new_zeros((n_classes, rows.shape[1]))
+        for c in np.unique(y):
+            means[int(c)] = rows[class_index(y, int(c))].mean(dim=0)
+        return means
+    sums, counts = noisy_embedding_sums(
+        emb, torch.from_numpy(np.ascontiguousarray(y)), n_classes=n_classes, max_norm=dp.max_grad_norm,
+        noise_multiplier=dp.noise_multiplier, generator=torch_generator(dp.noise_seed, "merf/dp-noise"),
+    )  # fmt: skip
+    return sums / counts.clamp_min(1.0).unsqueeze(1)
+
+
+def synthesise(
+    nets: ConcatEmbedding,
+    means: torch.Tensor,
+    x_init: np.ndarray,
+    y_init: np.ndarray,
+    *,
+    cfg: DistillConfig,
+    max_norm: float,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, list[float]]:
+    """Post-processing of the released ``means``: fit the synthetic features (from ``x_init``, labels ``y_init``) so
+    their clipped mean embeddings match them; no real data in reach. Returns the features and the loss per update."""
+    x_syn, opt_x = learnable_features(x_init, kind=cfg.img_optimizer, lr=cfg.lr_img)
+    history: list[float] = []
+    for _ in range(cfg.merf_iterations):
+        loss = dp_dm_loss(nets, means, x_syn, y_init, max_norm=max_norm)
+        feature_update(opt_x, loss, history=history, progress=progress, total=cfg.merf_iterations)
+    return x_syn.detach().numpy().astype(np.float32), history
+
+
+def distil_merf(
+    task: LearnTask, cfg: DistillConfig, *, progress: Progress | None = None, dp: DPSpec | None = None
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Distil ``task.x, task.y`` by one release of per-class mean embeddings (``release_means``), then
+    post-processing (``synthesise``); the contract of ``dm.distil_dm``, with ``cfg``'s merf_networks, merf_iterations,
+    lr_img and img_optimizer, and ``dp`` (or ``None``) one step at sample rate 1. ``meta``: ``loss_history`` (one loss
+    per update) and ``merf_networks``."""
+    if dp is not None and (dp.steps != 1 or dp.sample_rate != 1.0):
+        raise ValueError(f"merf releases once at sample rate 1; DP spec has {dp.steps} steps at {dp.sample_rate}")
+    nets = merf_nets(task, cfg.merf_networks)
+    means = release_means(nets, task.x, task.y, n_classes=task.n_classes, dp=dp)
+    max_norm = dp.max_grad_norm if dp is not None else NON_DP_MAX_NORM
+    x_syn, history = synthesise(nets, means, task.x_init, task.y_init, cfg=cfg, max_norm=max_norm, progress=progress)
+    meta = {"loss_history": history, "merf_networks": cfg.merf_networks}
+    return x_syn, np.array(task.y_init, dtype=np.int64), meta
