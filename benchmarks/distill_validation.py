@@ -3,8 +3,8 @@
 Splits the training speakers of a config into train (all but the last ``--val-speakers``) and validation, draws the
 same real-example start as ``distil`` (IPC ``--ipc``, role ``distil/init``), and prints the validation UAR of a model
 trained from θ₀ on that start, then of the set each variant learns from it (``--variants``: a JSON object of name →
-``distill`` overrides, with an optional ``"method"``: ``mtt`` (default), ``dm`` or ``gm``), its CPU seconds and its
-matching loss at the first and last updates. A variant helps only if it beats the start it was learned from.
+``distill`` overrides, with an optional ``"method"``: ``mtt`` (default), ``dm``, ``gm`` or ``merf``), its CPU seconds
+and its matching loss at the first and last updates. A variant helps only if it beats the start it was learned from.
 
 Every UAR is printed under two training recipes: the table's (``distill.eval_*``: Adam) and, for mtt, trajectory
 matching's own (Cazenavette et al. evaluate with SGD at the learned student step size): SGD with momentum 0.9 at
@@ -29,12 +29,13 @@ from fedsered.distill.dm import distil_dm
 from fedsered.distill.evaluate import eval_train_config
 from fedsered.distill.gm import distil_gm
 from fedsered.distill.init import LearnTask, initial_synthetic, plan_classes
+from fedsered.distill.merf import distil_merf
 from fedsered.distill.mtt import distil_mtt
 from fedsered.models.build import fixed_init_state
 from fedsered.seeding import rng
 from fedsered.training.train import evaluate, train_model
 
-LEARNED = {"mtt": distil_mtt, "dm": distil_dm, "gm": distil_gm}
+LEARNED = {"mtt": distil_mtt, "dm": distil_dm, "gm": distil_gm, "merf": distil_merf}
 
 
 def validation_start(
