@@ -8,7 +8,7 @@ validation UAR. Printed per corpus: each recipe's mean ± 95 % CI over the seeds
 seed, same split) to the functionals and to the first recipe.
 
 Every (corpus, seed) result is written to ``--out`` (JSON, atomically) as it finishes, and reused when the command
-runs again with the same recipes, so an interrupted search continues.
+runs again: only recipes it does not hold yet are trained, so an interrupted or extended search continues.
 
 Run (the session-7 search; ~25 min wall on 2 cores)::
 
@@ -50,6 +50,8 @@ RECIPES: dict[str, list[str]] = {
     "shift+specaug+mixup": SHIFT + SPECAUG + MIXUP,
     "shift+specaug 60ep": [*SHIFT, *SPECAUG, "train.epochs=60"],
     "base wd1e-3": ["train.weight_decay=1e-3"],
+    "stats": ["model.pooling=stats"],
+    "stats dropout0.3": ["model.pooling=stats", "model.dropout=0.3"],
 }
 
 
@@ -62,8 +64,11 @@ def split_validation(speakers: np.ndarray, *, k: int, seed: int) -> np.ndarray:
     return np.isin(speakers, chosen)
 
 
-def one_seed(config: str, seed: int, recipes: dict[str, list[str]], val_speakers: int) -> dict[str, Any]:
-    """Validation UAR of the functionals and of the CNN under every recipe, on one seed's split."""
+def one_seed(
+    config: str, seed: int, recipes: dict[str, list[str]], val_speakers: int, done: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Validation UAR of the functionals and of the CNN under every recipe not already in ``done`` (an earlier
+    result of the same seed), on one seed's split."""
     cfg = load_config(config, [f"seed={seed}"])
     data = build_dataset(cfg, functionals=True)
     assert data.functionals is not None
@@ -76,7 +81,12 @@ def one_seed(config: str, seed: int, recipes: dict[str, list[str]], val_speakers
         "functionals": classification_metrics(y[val], predict_functionals(ref, f[val]), n_classes=n)["uar"],
         "n_train": int(tr.sum()), "n_val": int(val.sum()), "cnn": {}, "cpu_seconds": {},
     }  # fmt: skip
+    if done is not None:
+        assert done["functionals"] == out["functionals"] and done["n_val"] == out["n_val"], "another split"
+        out["cnn"], out["cpu_seconds"] = dict(done["cnn"]), dict(done["cpu_seconds"])
     for name, sets in recipes.items():
+        if name in out["cnn"]:
+            continue
         if any(not s.startswith(("train.", "model.")) for s in sets):
             raise SystemExit(f"recipe {name!r}: only train.* and model.* may change (the dataset is built once)")
         rcfg = load_config(config, [f"seed={seed}", *sets])
@@ -120,11 +130,12 @@ def main() -> None:
     seeds = parse_seeds(args.seeds)
     out = Path(args.out)
     results: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
-    results = {k: v for k, v in results.items() if set(v["cnn"]) >= set(recipes)}  # reuse what covers the recipes
-    todo = [(c, s) for c in args.configs for s in seeds if f"{c}#{s}" not in results]
+    todo = [(c, s) for c in args.configs for s in seeds
+            if not set(recipes) <= set(results.get(f"{c}#{s}", {}).get("cnn", {}))]  # fmt: skip
     start = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        futures = {pool.submit(one_seed, c, s, recipes, args.val_speakers): (c, s) for c, s in todo}
+        futures = {pool.submit(one_seed, c, s, recipes, args.val_speakers, results.get(f"{c}#{s}")): (c, s)
+                   for c, s in todo}  # fmt: skip
         for fut in as_completed(futures):
             c, s = futures[fut]
             results[f"{c}#{s}"] = fut.result()

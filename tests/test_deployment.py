@@ -92,8 +92,7 @@ def test_devices_with_their_own_data_policy_and_ledger(
     # refuse (the same run again would get the sets already released, filed beside the ledgers, at no new cost)
     config2 = tmp_path / "server" / "run2.yaml"
     config2.write_text(cfg.model_copy(update={"seed": cfg.seed + 1}).to_yaml())
-    run2 = flwr_run(env, config2, tmp_path / "out2")
-    wait_for(tmp_path / "out2" / "results.json", timeout=20, must_exist=False)
+    run2 = flwr_run(env, config2, tmp_path / "out2")  # --stream: returns once the run has ended
     assert not (tmp_path / "out2" / "results.json").exists()
     for k in range(2):
         ledger = json.loads((tmp_path / f"device{k}" / "ledgers" / f"client-{k}" / "synthetic.json").read_text())

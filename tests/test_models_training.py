@@ -28,6 +28,23 @@ def test_models_use_groupnorm_and_report_size(name: str) -> None:
     assert size["macs"] > size["params"]
 
 
+@pytest.mark.parametrize("name", ["cnn6", "cnn_iot", "resnet9"])
+def test_stats_pooling_keeps_four_bands_of_mean_and_std_whatever_the_mels(name: str) -> None:
+    """``model.pooling: stats``: embedding = per channel, 4 frequency bands × (mean, std over time); its
+    convolutions are the same as ``mean_max``'s, and those share θ₀'s construction."""
+    plain, stats = (build_model(ModelConfig(name=name, width=8, pooling=p), n_classes=5) for p in ("mean_max", "stats"))
+    channels = plain.embed(torch.zeros(1, 1, 64, 94)).shape[1]
+    for mels, frames in ((64, 94), (32, 20)):
+        x = torch.randn(3, 1, mels, frames, generator=torch.Generator().manual_seed(0))
+        emb = stats.embed(x)
+        assert emb.shape == (3, channels * 8) and stats(x).shape == (3, 5) and torch.isfinite(emb).all()
+        h = stats.features(x)
+        bands = nn.functional.adaptive_avg_pool2d(h, (4, h.shape[3]))
+        assert torch.allclose(emb.view(3, channels, 8)[:, :, 4:], bands.std(dim=3, correction=0), atol=1e-6)
+    a, b = (fixed_init_state(ModelConfig(name=name, pooling=p), n_classes=5) for p in ("mean_max", "stats"))
+    assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("head.fc"))
+
+
 def test_iot_variant_is_much_smaller_than_cnn6() -> None:
     big = complexity(build_model(ModelConfig(name="cnn6"), n_classes=5), (1, 64, 94))
     small = complexity(build_model(ModelConfig(name="cnn_iot"), n_classes=5), (1, 64, 94))

@@ -130,6 +130,7 @@ def _read_text(path: str | Path) -> str:
 
 # ---- error messages: the first problem, its key path, at most ~80 characters of the bad value
 
+
 def _format_validation_error(err: ValidationError, source: str) -> str:
     errors = err.errors(include_url=False)
     first = errors[0]

@@ -49,7 +49,6 @@ def excerpt(value: Any) -> str:
         return f"<{type(value).__name__}>"
 
 
-
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -122,9 +121,10 @@ class FeaturesConfig(_Section):
     top_db: float | None = Field(80.0, gt=0.0, description="dynamic range kept per clip (as librosa.power_to_db)")
     backend: Literal["fast", "librosa"] = Field("fast", description="batched torch path, or librosa's per-clip loop")
     normalise: Literal["fixed", "train_speakers"] = Field(
-        "fixed", description="fixed: (dB - db_offset) / db_scale, the same for everyone and independent of any data "
+        "fixed",
+        description="fixed: (dB - db_offset) / db_scale, the same for everyone and independent of any data "
         "(what a client can apply alone); train_speakers: per-mel-bin statistics pooled over all training speakers "
-        "(centralised comparisons only: it depends on every client's data, outside any DP accounting)"
+        "(centralised comparisons only: it depends on every client's data, outside any DP accounting)",
     )
     db_offset: float = Field(-40.0, ge=-200.0, le=100.0, description="fixed normalisation's offset in dB")
     db_scale: float = Field(20.0, gt=0.1, le=200.0, description="fixed normalisation's scale in dB")
@@ -152,6 +152,11 @@ class ModelConfig(_Section):
     name: Literal["cnn6", "cnn_iot", "resnet9"] = "cnn6"
     width: int = Field(16, ge=2, le=512, description="channels of the first block (doubling per block)")
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    pooling: Literal["mean_max", "stats"] = Field(
+        "mean_max",
+        description="head pooling: mean_max (PANNs: frequency averaged, mean + max over time) or stats (4 frequency "
+        "bands kept, mean and std over time)",
+    )
     init_seed: int = Field(0, ge=0, description="seed of the fixed initialisation theta_0")
 
 
@@ -333,23 +338,26 @@ class PrivacyConfig(_Section):
         None, description="total epsilon of a client over all its releases (default: target_epsilon)"
     )
     sample_rate: float = Field(
-        0.5, ge=1e-3, le=1.0, description="Poisson rate of each real example per noisy step of every mechanism "
+        0.5,
+        ge=1e-3,
+        le=1.0,
+        description="Poisson rate of each real example per noisy step of every mechanism "
         "(gm, dm, the DP-SGD of mtt experts and DP-FedAvg; merf's one release is at rate 1); public: it does not "
-        "depend on a client's data"
+        "depend on a client's data",
     )
     reproducible_noise: bool = Field(
-        False, description="INSECURE against the server: derive DP noise and sampling from the run seed (for tests "
-        "and experiments); by default they come from the client's own secret randomness"
+        False,
+        description="INSECURE against the server: derive DP noise and sampling from the run seed (for tests "
+        "and experiments); by default they come from the client's own secret randomness",
     )
     share: tuple[FederatedPipeline, ...] = Field(
-        ("synthetic",), description="what a client's policy lets it take part in (synthetic sets only by default; "
-        "the baselines share real examples or model updates)"
+        ("synthetic",),
+        description="what a client's policy lets it take part in (synthetic sets only by default; "
+        "the baselines share real examples or model updates)",
     )
     clients: dict[str, PrivacyClientOverride] = Field(
         default_factory=dict, description="per-client overrides keyed by client id"
     )
-
-
 
 
 class SweepConfig(_Section):
@@ -417,10 +425,11 @@ class FederationConfig(_Section):
     )
     max_payload_mb: float = Field(16.0, gt=0.0, le=4096.0, description="size cap of one client's reply")
     set_encoding: SetEncoding = Field(
-        "float32", description="how every shared set (synthetic, random_subset, raw_sharing) travels: float32; "
+        "float32",
+        description="how every shared set (synthetic, random_subset, raw_sharing) travels: float32; "
         "float16 (half the bytes of x, |x| must stay within 65504); int8 (x as uint8 per-example affine quantisation, "
         "about a quarter of the bytes, plus a float32 scale and zero per example); y goes as uint8 under float16 and "
-        "int8. The server decodes to float32 before aggregating; post-processing, no privacy cost"
+        "int8. The server decodes to float32 before aggregating; post-processing, no privacy cost",
     )
     # -- baselines (same partitions, seeds and evaluation)
     baselines: tuple[FederatedPipeline, ...] = Field(
@@ -429,19 +438,24 @@ class FederationConfig(_Section):
     fedavg_rounds: int = Field(10, ge=1, le=10000, description="rounds of fedavg / dp_fedavg")
     fedavg_local_epochs: int = Field(1, ge=1, le=1000, description="local epochs per round of fedavg / dp_fedavg")
     fedavg_weighting: Literal["examples", "uniform"] = Field(
-        "examples", description="fedavg's weights: each client's reported example count (bounded by "
-        "max_client_examples), or equal; dp_fedavg is always uniform (a client's count is private)"
+        "examples",
+        description="fedavg's weights: each client's reported example count (bounded by "
+        "max_client_examples), or equal; dp_fedavg is always uniform (a client's count is private)",
     )
     max_client_examples: int = Field(
-        100_000, ge=1, le=10**9, description="largest example count a fedavg reply may claim (a reply above it is "
-        "rejected: the count is the client's word and bounds its weight)"
+        100_000,
+        ge=1,
+        le=10**9,
+        description="largest example count a fedavg reply may claim (a reply above it is "
+        "rejected: the count is the client's word and bounds its weight)",
     )
     dp_lr: float = Field(
         0.05, gt=0.0, le=10.0, description="SGD step of dp_fedavg's local DP-SGD (target epsilon over all rounds)"
     )
     ledger_dir: str | None = Field(
-        None, description="simulate: the virtual clients' ledger folder to continue (their budgets carry over); "
-        "null = a fresh counterfactual federation in <out>/clients"
+        None,
+        description="simulate: the virtual clients' ledger folder to continue (their budgets carry over); "
+        "null = a fresh counterfactual federation in <out>/clients",
     )
     # -- robustness of a round
     min_fraction: float = Field(
@@ -450,8 +464,10 @@ class FederationConfig(_Section):
     node_wait_s: float = Field(120.0, gt=0.0, description="how long the server waits for the expected nodes")
     round_timeout_s: float = Field(900.0, gt=0.0, description="how long the server waits for the replies of a round")
     discover_timeout_s: float = Field(
-        300.0, gt=0.0, description="how long the server waits for connected nodes to report their partition "
-        "(a node's first message pays its start-up: a Ray actor's process and imports)"
+        300.0,
+        gt=0.0,
+        description="how long the server waits for connected nodes to report their partition "
+        "(a node's first message pays its start-up: a Ray actor's process and imports)",
     )
     # -- Ray (Flower's simulation engine)
     cpus_per_client: float = Field(1.0, gt=0.0, le=256.0, description="Ray CPUs reserved per virtual client")
@@ -491,22 +507,32 @@ class AuditConfig(_Section):
     lira_global_variance: bool = Field(True, description="one pooled variance per target (recommended for < 64 runs)")
     rmia_gamma: float = Field(1.0, gt=0.0, description="RMIA likelihood-ratio threshold gamma")
     rmia_offline_a: Annotated[float, Field(ge=0.0, le=1.0)] | Literal["tune"] = Field(
-        "tune", description="offline RMIA's a in P(x) = ((1+a)/2)P_OUT + (1-a)/2; tune: chosen per target on a "
-        "reference run (ML Privacy Meter's way)"
+        "tune",
+        description="offline RMIA's a in P(x) = ((1+a)/2)P_OUT + (1-a)/2; tune: chosen per target on a "
+        "reference run (ML Privacy Meter's way)",
     )
     domias_dim: int = Field(8, ge=1, le=256, description="principal components DOMIAS's densities live in")
     one_run_canaries: int = Field(
-        64, ge=0, le=100000, description="one-run audit (Steinke et al. 2023) of every DP target: canaries per run, "
-        "each IN with probability 1/2; 0 = off"
+        64,
+        ge=0,
+        le=100000,
+        description="one-run audit (Steinke et al. 2023) of every DP target: canaries per run, "
+        "each IN with probability 1/2; 0 = off",
     )
     one_run_runs: int = Field(4, ge=1, le=4096, description="independent one-run experiments per DP target (pooled)")
     one_run_fractions: tuple[Annotated[float, Field(gt=0.0, le=1.0)], ...] = Field(
-        (1.0, 0.5, 0.25), min_length=1, max_length=32, description="shares of the canaries the one-run guesser "
-        "guesses (the rest abstain); fixed in advance, alpha split over them"
+        (1.0, 0.5, 0.25),
+        min_length=1,
+        max_length=32,
+        description="shares of the canaries the one-run guesser "
+        "guesses (the rest abstain); fixed in advance, alpha split over them",
     )
     replay_examples: int = Field(
-        4, ge=0, le=1000, description="audited examples per run the server-knowledge attack replays (synthetic "
-        "targets; 2 client re-computations each; 0 = off)"
+        4,
+        ge=0,
+        le=1000,
+        description="audited examples per run the server-knowledge attack replays (synthetic "
+        "targets; 2 client re-computations each; 0 = off)",
     )
 
 

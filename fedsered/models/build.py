@@ -25,7 +25,7 @@ def build_model(cfg: ModelConfig, *, n_classes: int, init_state: dict[str, torch
     Returns:
         The model (float32, train mode).
     """
-    model = _NETS[cfg.name](n_classes, width=cfg.width, dropout=cfg.dropout)
+    model = _NETS[cfg.name](n_classes, width=cfg.width, dropout=cfg.dropout, pooling=cfg.pooling)
     if init_state is not None:
         model.load_state_dict(init_state)
     return model
@@ -35,7 +35,7 @@ def random_init_state(cfg: ModelConfig, *, n_classes: int, seed: int) -> Ordered
     """The initial weights torch's default initialisers give under ``seed`` (global RNG state left untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = _NETS[cfg.name](n_classes, width=cfg.width, dropout=cfg.dropout)
+        model = _NETS[cfg.name](n_classes, width=cfg.width, dropout=cfg.dropout, pooling=cfg.pooling)
     return OrderedDict((k, v.detach().clone()) for k, v in model.state_dict().items())
 
 

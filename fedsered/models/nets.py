@@ -23,15 +23,28 @@ def _conv_block(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
     )
 
 
-class _Head(nn.Module):
-    """PANNs-style pooling: mean over frequency, then mean + max over time, dropout, linear."""
+STATS_BANDS = 4
+"""Frequency bands ``stats`` pooling keeps (an adaptive average over the last block's bins, whatever ``n_mels``)."""
 
-    def __init__(self, channels: int, n_classes: int, dropout: float) -> None:
+
+class _Head(nn.Module):
+    """Pooling, dropout, linear. ``mean_max`` (PANNs): mean over frequency, then mean + max over time — one value
+    per channel. ``stats`` (statistics pooling, as x-vectors): the frequency axis averaged into ``STATS_BANDS``
+    bands and kept, then mean and std over time — the spectral shape and its variability per band, as the
+    utterance functionals describe a clip."""
+
+    def __init__(self, channels: int, n_classes: int, dropout: float, pooling: str = "mean_max") -> None:
         super().__init__()
+        if pooling not in ("mean_max", "stats"):
+            raise ValueError(f"model.pooling: unknown {pooling!r}")
+        self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(channels, n_classes)
+        self.fc = nn.Linear(channels * (2 * STATS_BANDS if pooling == "stats" else 1), n_classes)
 
     def embed(self, h: torch.Tensor) -> torch.Tensor:
+        if self.pooling == "stats":
+            h = nn.functional.adaptive_avg_pool2d(h, (STATS_BANDS, h.shape[3]))  # [B, C, bands, T]
+            return torch.cat([h.mean(dim=3), h.std(dim=3, correction=0)], dim=2).flatten(1)
         h = h.mean(dim=2)
         return h.mean(dim=2) + h.amax(dim=2)
 
@@ -43,12 +56,13 @@ class CNN6(nn.Module):
     """Four 5×5 conv blocks (width, 2w, 4w, 8w), each conv → GroupNorm → ReLU → 2×2 average pool (as PANNs' CNN6)."""
 
     def __init__(
-        self, n_classes: int, *, width: int = 16, dropout: float = 0.1, kernel: int = 5, blocks: int = 4
-    ) -> None:
+        self, n_classes: int, *, width: int = 16, dropout: float = 0.1, pooling: str = "mean_max", kernel: int = 5,
+        blocks: int = 4,
+    ) -> None:  # fmt: skip
         super().__init__()
         chans = [1] + [width * 2**i for i in range(blocks)]
         self.features = nn.Sequential(*[_conv_block(chans[i], chans[i + 1], kernel) for i in range(blocks)])
-        self.head = _Head(chans[-1], n_classes, dropout)
+        self.head = _Head(chans[-1], n_classes, dropout, pooling)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The pooled embedding before the classifier (used by distribution matching and the audit)."""
@@ -61,8 +75,8 @@ class CNN6(nn.Module):
 class CNNIoT(CNN6):
     """The IoT variant: three 3×3 blocks at half width — about an order of magnitude fewer MACs than CNN6."""
 
-    def __init__(self, n_classes: int, *, width: int = 16, dropout: float = 0.1) -> None:
-        super().__init__(n_classes, width=max(2, width // 2), dropout=dropout, kernel=3, blocks=3)
+    def __init__(self, n_classes: int, *, width: int = 16, dropout: float = 0.1, pooling: str = "mean_max") -> None:
+        super().__init__(n_classes, width=max(2, width // 2), dropout=dropout, pooling=pooling, kernel=3, blocks=3)
 
 
 class _Residual(nn.Module):
@@ -80,7 +94,7 @@ class _Residual(nn.Module):
 class ResNet9(nn.Module):
     """ResNet-9 (prep, 3 pooled stages, residual blocks after stages 1 and 3) with GroupNorm."""
 
-    def __init__(self, n_classes: int, *, width: int = 16, dropout: float = 0.1) -> None:
+    def __init__(self, n_classes: int, *, width: int = 16, dropout: float = 0.1, pooling: str = "mean_max") -> None:
         super().__init__()
         w = width
         self.features = nn.Sequential(
@@ -89,7 +103,7 @@ class ResNet9(nn.Module):
             _conv_block(2 * w, 4 * w, 3),
             _conv_block(4 * w, 8 * w, 3), _Residual(8 * w),
         )  # fmt: skip
-        self.head = _Head(8 * w, n_classes, dropout)
+        self.head = _Head(8 * w, n_classes, dropout, pooling)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.head.embed(self.features(x))
