@@ -190,17 +190,20 @@ def test_over_budget_round_is_refused_on_both_paths(tmp_path: Path) -> None:
         direct = json.loads((tmp_path / "direct" / cid / "synthetic.json").read_text())
         assert len(flower["releases"]) == len(direct["releases"]) == 1
         assert flower["epsilon"] == direct["epsilon"]
-    # DP-FedAvg: a second federation of the same clients (federation.ledger_dir continues their ledgers) with another
-    # seed is refused in round 1, before any local training, exactly as in-process (tests/test_federated.py); with the
-    # same seed its tasks would be answered from the clients' filed replies, at no new cost
+    # DP-FedAvg: the clients spend their budget in one federation (in process: the same ledgers, written by the same
+    # client code, tests/test_federated.py), then a second federation of the same clients on Flower
+    # (federation.ledger_dir continues their ledgers) with another seed is refused in round 1, before any local
+    # training; with the same seed its tasks would be answered from the clients' filed replies, at no new cost
     fa = load_config(DEFAULT, [*over, "privacy.enabled=false", "federation.mode=one_shot",
                                "federation.baselines=[dp_fedavg]"])  # fmt: skip
-    run_sim(fa, tmp_path / "fa1")
+    spent = tmp_path / "fa1" / "clients"
+    with one_thread():
+        run_pipeline(fa, build_dataset(fa), pipeline="dp_fedavg", seed=fa.seed, ledger_root=spent)
     again = fa.model_copy(update={"seed": fa.seed + 1, "federation": fa.federation.model_copy(
-        update={"ledger_dir": str(tmp_path / "fa1" / "clients")})})  # fmt: skip
+        update={"ledger_dir": str(spent)})})  # fmt: skip
     with pytest.raises(QuorumError, match=r"round 1: only 0 of 2 clients.*refused \(PrivacyBudgetError"):
         run_sim(again, tmp_path / "fa2")
-    ledger = json.loads((tmp_path / "fa1" / "clients" / "client-0" / "dp_fedavg.json").read_text())
+    ledger = json.loads((spent / "client-0" / "dp_fedavg.json").read_text())
     assert len(ledger["releases"]) == fa.federation.fedavg_rounds
 
 
