@@ -37,10 +37,6 @@ def is_active(cfg: AugmentConfig) -> bool:
     return bool(cfg.time_shift > 0 or cfg.time_masks or cfg.freq_masks or cfg.mixup > 0)
 
 
-def _uniform(n: int, generator: torch.Generator) -> torch.Tensor:
-    return torch.rand(n, generator=generator)
-
-
 def _masks(n: int, size: int, count: int, width: float, generator: torch.Generator) -> torch.Tensor:
     """``[n, size]`` bool: ``count`` bands per row, each of ``⌊U·width·size⌋`` positions at a uniform start."""
     widths = (torch.rand(n, count, generator=generator) * width * size).long()  # [n, count]
@@ -65,7 +61,9 @@ def augment_batch(x: torch.Tensor, y: torch.Tensor, cfg: AugmentConfig, *, gener
     n, _, mels, frames = x.shape
     out = x
     if cfg.time_shift > 0 and frames > 1:
-        shift = (_uniform(n, generator) * (2 * cfg.time_shift * frames + 1)).long() - int(cfg.time_shift * frames)
+        shift = (torch.rand(n, generator=generator) * (2 * cfg.time_shift * frames + 1)).long() - int(
+            cfg.time_shift * frames
+        )
         index = (torch.arange(frames).view(1, frames) - shift.view(n, 1)) % frames  # [n, frames]
         out = torch.gather(out, 3, index.view(n, 1, 1, frames).expand(n, 1, mels, frames))
     if cfg.time_masks:

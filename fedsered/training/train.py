@@ -48,6 +48,8 @@ def train_epoch(
     mixes the inputs."""
     n, bs = len(x), min(batch_size, len(x))
     order = torch.randperm(n, generator=generator)
+    if augment is not None and not is_active(augment):
+        augment = None  # decided once per epoch, not per batch
     for start in range(0, n, bs):
         idx = order[start : start + bs]
         loss = _batch_loss(model, x[idx], y[idx], augment=augment, generator=generator)
@@ -59,8 +61,8 @@ def train_epoch(
 def _batch_loss(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, augment: AugmentConfig | None, generator: torch.Generator
 ) -> torch.Tensor:
-    """Mean cross-entropy of one batch; augmented first when ``augment`` is active (mixup mixes the loss too)."""
-    if augment is None or not is_active(augment):
+    """Mean cross-entropy of one batch; augmented first unless ``augment`` is ``None`` (mixup mixes the loss too)."""
+    if augment is None:
         return nn.functional.cross_entropy(model(x), y)
     b = augment_batch(x, y, augment, generator=generator)
     logits = model(b.x)
