@@ -4,13 +4,16 @@ For each seed ``S`` and each method ``M`` of the config it runs ``fedsered disti
 distill.methods=[M] --out OUT/seedS/M`` (skipped when that folder already holds a ``results.json``: a half-finished
 table resumes, and one method can be re-run by deleting its folder), then merges the methods of a seed (their full-
 data row is the same run: same θ₀, seed and training) and prints a Markdown table over seeds: for each method and IPC
-the fixed-initialisation UAR (mean ± std over seeds), the random-initialisation UAR (mean over seeds of each seed's
-mean over ``distill.eval_random_inits`` initialisations ± std over seeds), the share of the full-data UAR, and the
-paired difference to the random subset of the same seed and IPC (mean ± std over seeds), and the median over seeds
+the fixed-initialisation UAR (mean ± 95 % CI over seeds, ``fedsered.stats``), the random-initialisation UAR (each
+seed's mean over ``distill.eval_random_inits`` initialisations, mean ± 95 % CI over seeds), the share of the full-data
+UAR, the paired difference to the random subset of the same seed and IPC (mean ± 95 % CI of the per-seed
+differences, and in how many seeds it was positive), and the median over seeds
 of the distillation wall time (a run that shared the machine is slower; speed figures are in BENCHMARKS.md). The
 seed changes the corpus, the speaker split and every stream, so the paired column is the one that separates methods.
 
-Run: ``.venv/bin/python benchmarks/distill_table.py --seeds 0 1 2`` (writes ``OUT/table.md`` too).
+Run: ``.venv/bin/python benchmarks/distill_table.py --seeds 0 1 2 3 4`` (writes ``OUT/table.md`` too). Two processes
+given disjoint seeds (``--seeds 0 2 4`` and ``--seeds 1 3``, same ``--out``) use two cores; a last call with every seed
+finds the cells done and prints the table.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 
 from fedsered.config import load_config
 from fedsered.io import atomic_write_text
+from fedsered.stats import mean_ci, paired_difference
 
 
 def run_cell(config: str, seed: int, method: str, out: Path) -> dict[str, Any]:
@@ -49,9 +53,8 @@ def run_seed(config: str, seed: int, methods: list[str], out: Path) -> dict[str,
     return merged
 
 
-def _ms(values: list[float], digits: int = 3) -> str:
-    a = np.asarray(values, dtype=float)
-    return f"{a.mean():.{digits}f} ± {a.std():.{digits}f}"
+def _ci(values: list[float]) -> str:
+    return mean_ci(values).fmt()
 
 
 def table(runs: dict[int, dict[str, Any]]) -> str:
@@ -61,12 +64,12 @@ def table(runs: dict[int, dict[str, Any]]) -> str:
     first = runs[seeds[0]]
     lines = [
         f"Seeds {', '.join(map(str, seeds))}; full-data UAR (θ₀, all {first['n_train']} training utterances): "
-        f"{_ms(full)}.",
+        f"{_ci(full)} (mean ± 95 % CI over seeds).",
         "",
         "| method | IPC | UAR θ₀ (fixed init) | UAR random init | % of full data (θ₀) "
-        "| Δ vs random subset (θ₀, paired) | distil seconds (median wall) |",
-        "|---|---|---|---|---|---|---|",
-        f"| full data | all | {_ms(full)} | – | 100% | – | – |",
+        "| Δ vs random subset (θ₀, paired) | seeds with Δ > 0 | distil seconds (median wall) |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| full data | all | {_ci(full)} | – | 100% | – | – | – |",
     ]
     for ipc, rows in first["by_ipc"].items():
         for method in rows:
@@ -74,12 +77,14 @@ def table(runs: dict[int, dict[str, Any]]) -> str:
             fixed = [c["uar_fixed_init"] for c in cells]
             rand = [c["uar_random_init"] for c in cells if c["uar_random_init"] is not None]
             share = [f / u for f, u in zip(fixed, full, strict=True)]
-            delta = [c["uar_fixed_init"] - runs[s]["by_ipc"][ipc]["random"]["uar_fixed_init"] for s, c in
-                     zip(seeds, cells, strict=True)] if "random" in rows else []  # fmt: skip
+            paired = "random" in rows and method != "random"
+            base = [runs[s]["by_ipc"][ipc]["random"]["uar_fixed_init"] for s in seeds] if paired else []
+            delta = paired_difference(fixed, base).fmt(signed=True) if paired else "–"
+            wins = f"{sum(f > b for f, b in zip(fixed, base, strict=True))}/{len(seeds)}" if paired else "–"
             seconds = np.median([c["seconds"] for c in cells])
             lines.append(
-                f"| {method} | {ipc} | {_ms(fixed)} | {_ms(rand) if rand else '–'} | {100 * np.mean(share):.0f}% "
-                f"| {_ms(delta) if delta and method != 'random' else '–'} | {seconds:.0f} |"
+                f"| {method} | {ipc} | {_ci(fixed)} | {_ci(rand) if rand else '–'} | {100 * np.mean(share):.0f}% "
+                f"| {delta} | {wins} | {seconds:.0f} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -134,8 +136,10 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    tmp = tmp_path_factory.mktemp("cluster")
+def cluster() -> Iterator[Cluster]:
+    # a short path of its own: Ray's socket paths under it must stay within 107 bytes (pytest's own temp folders
+    # grow with the xdist worker's name)
+    tmp = Path(tempfile.mkdtemp(prefix="fsr-c-", dir="/tmp"))
     marker = uuid.uuid4().hex
     env = {**os.environ, MARKER: marker, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "RAY_USAGE_STATS_ENABLED": "0", "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0"}  # fmt: skip
@@ -169,6 +173,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         while (left := marked(marker)) and time.monotonic() < deadline:
             stop(left)
             time.sleep(0.5)
+        shutil.rmtree(tmp, ignore_errors=True)
         assert not marked(marker), "processes of the test cluster left running"
 
 
