@@ -224,6 +224,14 @@ class FunctionalsConfig(_Section):
         return self
 
 
+class DsaConfig(_Section):
+    """Differentiable siamese augmentation inside dm's matching (``fedsered.distill.dsa``); all 0 = off."""
+
+    time_shift: float = Field(0.0, ge=0.0, le=0.5, description="max circular time shift, a fraction of the frames")
+    time_mask: float = Field(0.0, ge=0.0, le=1.0, description="max width of one time mask, share of the frames")
+    freq_mask: float = Field(0.0, ge=0.0, le=1.0, description="max width of one Mel-bin mask, share of the bins")
+
+
 class DistillConfig(_Section):
     """Dataset distillation: methods, synthetic-set size and every method's hyperparameters.
 
@@ -274,6 +282,9 @@ class DistillConfig(_Section):
     gm_lr_net: float = Field(0.01, gt=0.0, le=10.0, description="SGD step size of those inner steps")
     # -- dm (distribution matching)
     dm_iterations: int = Field(100, ge=1, le=1_000_000, description="synthetic updates, each with a fresh random net")
+    dsa: DsaConfig = Field(
+        DsaConfig(), description="siamese augmentation of both sides of every dm match, real and synthetic (DP too)"
+    )
     # -- merf (one-shot mean embeddings, DP-MERF with frozen random networks)
     merf_networks: int = Field(
         4, ge=1, le=64, description="frozen networks whose concatenated embeddings (each part / sqrt(K)) are released"

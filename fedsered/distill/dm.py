@@ -5,7 +5,8 @@ moves the synthetic features so that, class by class, their mean embedding (``mo
 before the classifier) matches the mean embedding of a real batch of the class: loss ``Σ_c ‖μ_real,c − μ_syn,c‖²``.
 No inner training loop and no second-order gradients — far cheaper per update than gm or mtt. The networks'
 weights are frozen; only the synthetic input receives gradients (plain autograd suffices here), applied by the
-synthetic-feature optimiser (``optim``).
+synthetic-feature optimiser (``optim``). With ``distill.dsa`` each update draws one transform per class
+(``dsa``) and both sides of the class's match pass through it.
 
 DP (``dp``): every update takes a Poisson sample of the real data at the spec's rate; each sampled example's
 embedding is clipped and, with a count coordinate, summed per class with Gaussian noise
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from fedsered.config import DistillConfig
+from fedsered.distill import dsa
 from fedsered.distill.init import LearnTask, class_index
 from fedsered.distill.networks import frozen_net, matching_loss, network_state
 from fedsered.distill.optim import feature_update, learnable_features
@@ -49,10 +51,12 @@ def dm_loss(
     *,
     batch_real: int | None,
     gen: np.random.Generator,
+    views: dsa.Views | None = None,
 ) -> torch.Tensor:
     """``Σ_c ‖mean embed(real_c) − mean embed(syn_c)‖²`` over classes present in both sets, on a frozen ``model``
     with ``embed``; differentiable in ``x_syn``. Each class's real mean is taken over ``batch_real`` examples drawn
-    from ``gen`` (``None``: all of them); labels are numpy arrays.
+    from ``gen`` (``None``: all of them); labels are numpy arrays. ``views``: both sides of class ``c`` seen through
+    its transform (``dsa``).
     """
     terms = []
     for c in np.unique(y_syn):
@@ -61,9 +65,13 @@ def dm_loss(
             continue
         if batch_real is not None and len(ir) > batch_real:
             ir = gen.choice(ir, size=batch_real, replace=False)
+        xr, xs = x_real[ir], x_syn[is_]
+        if views is not None:
+            xr = dsa.apply(xr, torch.full((len(ir),), int(c)), views)
+            xs = dsa.apply(xs, torch.full((len(is_),), int(c)), views)
         with torch.no_grad():
-            mu_real = embed(model, x_real[ir]).mean(dim=0)
-        mu_syn = embed(model, x_syn[is_]).mean(dim=0)
+            mu_real = embed(model, xr).mean(dim=0)
+        mu_syn = embed(model, xs).mean(dim=0)
         terms.append(((mu_real - mu_syn) ** 2).sum())
     return torch.stack(terms).sum() if terms else x_syn.sum() * 0.0
 
@@ -83,11 +91,13 @@ class _PrivateMeans:
         self.sample, self.noise = rng(seed, "dm/dp-sample"), torch_generator(seed, "dm/dp-noise")
         self.count_sum, self.steps = torch.zeros(n_classes), 0
 
-    def step(self, model: nn.Module) -> torch.Tensor:
-        """``[n_classes, d]`` noisy real means under ``model``'s embedding."""
+    def step(self, model: nn.Module, views: dsa.Views | None = None) -> torch.Tensor:
+        """``[n_classes, d]`` noisy real means under ``model``'s embedding (each example seen through its class's
+        transform in ``views``, when given)."""
         idx = torch.from_numpy(poisson_sample(len(self.x), sample_rate=self.dp.sample_rate, gen=self.sample))
+        x = self.x[idx] if views is None else dsa.apply(self.x[idx], self.y[idx], views)
         with torch.no_grad():
-            emb = embed(model, self.x[idx])
+            emb = embed(model, x)
         sums, counts = noisy_embedding_sums(
             emb, self.y[idx], n_classes=self.n_classes, max_norm=self.dp.max_grad_norm,
             noise_multiplier=self.dp.noise_multiplier, generator=self.noise,
@@ -98,10 +108,18 @@ class _PrivateMeans:
 
 
 def dp_dm_loss(
-    model: nn.Module, mu_real: torch.Tensor, x_syn: torch.Tensor, y_syn: np.ndarray, *, max_norm: float
+    model: nn.Module,
+    mu_real: torch.Tensor,
+    x_syn: torch.Tensor,
+    y_syn: np.ndarray,
+    *,
+    max_norm: float,
+    views: dsa.Views | None = None,
 ) -> torch.Tensor:
     """``Σ_c ‖μ̂_real,c − mean clip(embed(syn_c))‖²`` over the synthetic set's classes (DP: ``μ̂`` from
-    ``_PrivateMeans``)."""
+    ``_PrivateMeans``, under the same ``views``)."""
+    if views is not None:
+        x_syn = dsa.apply(x_syn, torch.from_numpy(np.ascontiguousarray(y_syn)), views)
     emb = clip_rows(embed(model, x_syn), embedding_bound(max_norm))
     terms = [((mu_real[int(c)] - emb[class_index(y_syn, int(c))].mean(dim=0)) ** 2).sum() for c in np.unique(y_syn)]
     return torch.stack(terms).sum()
@@ -114,7 +132,7 @@ def distil_dm(
 
     Args:
         task: real data, synthetic start, networks' setting and seed (θ₀, when given, is the first network).
-        cfg: the ``distill`` section (dm_iterations, batch_real, lr_img, img_optimizer).
+        cfg: the ``distill`` section (dm_iterations, batch_real, lr_img, img_optimizer, dsa).
         progress: called with ``(update, updates)``.
         dp: DP DM under this calibrated mechanism (``steps`` must equal ``dm_iterations``), or ``None``.
 
@@ -127,16 +145,22 @@ def distil_dm(
     x_syn, opt_x = learnable_features(task.x_init, kind=cfg.img_optimizer, lr=cfg.lr_img)
     gen = rng(task.seed, "dm/real-batches")
     private = _PrivateMeans(xr, task.y, n_classes=task.n_classes, dp=dp, seed=dp.noise_seed) if dp is not None else None
+    augment = torch_generator(task.seed, "dm/dsa") if dsa.is_active(cfg.dsa) else None
     history: list[float] = []
     for it in range(cfg.dm_iterations):
         state = network_state(
             "dm", it, model_cfg=task.model_cfg, n_classes=task.n_classes, init_state=task.init_state, seed=task.seed
         )
         model = frozen_net(state, model_cfg=task.model_cfg, n_classes=task.n_classes)
+        views = None
+        if augment is not None:
+            mels, frames = xr.shape[-2:]
+            views = dsa.draw(cfg.dsa, n_classes=task.n_classes, mels=mels, frames=frames, gen=augment)
         if private is not None and dp is not None:
-            loss = dp_dm_loss(model, private.step(model), x_syn, task.y_init, max_norm=dp.max_grad_norm)
+            mu = private.step(model, views)
+            loss = dp_dm_loss(model, mu, x_syn, task.y_init, max_norm=dp.max_grad_norm, views=views)
         else:
-            loss = dm_loss(model, xr, task.y, x_syn, task.y_init, batch_real=cfg.batch_real, gen=gen)
+            loss = dm_loss(model, xr, task.y, x_syn, task.y_init, batch_real=cfg.batch_real, gen=gen, views=views)
         feature_update(opt_x, loss, history=history, progress=progress, total=cfg.dm_iterations)
     return x_syn.detach().numpy().astype(np.float32), np.array(task.y_init, dtype=np.int64), {"loss_history": history}
 
