@@ -1,17 +1,20 @@
-"""Choose how clients distil on validation speakers: the default federation with 2 training speakers held out.
+"""Federation variants, paired by seed: on validation speakers to choose how clients distil, or on the test speakers.
 
-For every seed, ``--val-speakers`` of the seed's training speakers (drawn by the seed, role ``recipe/val``, as in
-``recipe_search.py``) are taken out of their clients and become the server's held-out speakers; the test speakers
-are never loaded into any model. Every variant (``--variants``: a JSON object of name → ``{"pipeline": ...,
+With ``--val-speakers K`` (default 2), for every seed K of the seed's training speakers (drawn by the seed, role
+``recipe/val``, as in ``recipe_search.py``) are taken out of their clients and become the server's held-out speakers;
+the test speakers are never loaded into any model — the protocol for choosing a default. With ``--val-speakers 0``
+the federation is the config's own and the variants are scored on its test speakers — the protocol for reporting
+one. Every variant (``--variants``: a JSON object of name → ``{"pipeline": ...,
 "set": [KEY=VALUE, ...], "vs": [other names]}``) runs that federation in process (``fedsered.federation.run_pipeline``,
-the loop the Flower App runs) and is scored by the global model's UAR on the validation speakers. Printed: each
+the loop the Flower App runs) and is scored by the global model's UAR on the held-out speakers. Printed: each
 variant's mean ± 95 % CI over the seeds, and its paired difference (same seed, same split and partitions) to each
 variant named in its ``vs``.
 
 Every seed's result is written to ``--out`` (JSON, atomically) as it finishes and reused when the command runs again
 (only variants it does not hold are run). Seeds run in parallel processes (``--workers``), each at one torch thread.
 
-Run: ``.venv/bin/python benchmarks/sharing_validation.py --seeds 0-4`` (the DSA search of session 8).
+Run: ``.venv/bin/python benchmarks/sharing_variants.py --seeds 0-4`` (the DSA search of session 8, the default
+variants); ``--variants dp_fedavg`` for DP-FedAvg against DP dm on the test speakers (``PRESETS``).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DSA = ["distill.dsa.time_shift=0.125", "distill.dsa.time_mask=0.25", "distill.dsa.freq_mask=0.25"]
 AUG = ["train.augment.time_shift=0.125", "train.augment.time_masks=1", "train.augment.time_mask=0.25",
        "train.augment.freq_masks=1", "train.augment.freq_mask=0.25"]  # fmt: skip
-VARIANTS: dict[str, dict[str, Any]] = {
+DSA_SEARCH: dict[str, dict[str, Any]] = {
     "random": {"pipeline": "random_subset", "set": [], "vs": []},
     "dm": {"pipeline": "synthetic", "set": [], "vs": ["random"]},
     "dm+dsa": {"pipeline": "synthetic", "set": DSA, "vs": ["random", "dm"]},
@@ -41,16 +44,29 @@ VARIANTS: dict[str, dict[str, Any]] = {
 """The default search: distribution matching with and without siamese augmentation in matching (``distill.dsa``),
 the global model trained with and without the same views (``train.augment``, which every pipeline's training uses:
 the random subset is trained under the same recipe, so a gain over it is the method's)."""
+DP8, DP1 = ["privacy.enabled=true", "privacy.target_epsilon=8"], ["privacy.enabled=true", "privacy.target_epsilon=1"]
+DP_FEDAVG: dict[str, dict[str, Any]] = {
+    "dm eps8": {"pipeline": "synthetic", "set": DP8, "vs": []},
+    "dp_fedavg eps8": {"pipeline": "dp_fedavg", "set": DP8, "vs": ["dm eps8"]},
+    "dm eps1": {"pipeline": "synthetic", "set": DP1, "vs": []},
+    "dp_fedavg eps1": {"pipeline": "dp_fedavg", "set": DP1, "vs": ["dm eps1"]},
+}
+"""DP synthetic sharing (dm, the client default) against DP-FedAvg at the same ε per client (δ = 1e-5, secret noise;
+use with ``--val-speakers 0``)."""
+PRESETS = {"dsa": DSA_SEARCH, "dp_fedavg": DP_FEDAVG}
 
 
-def validation_split(seed: int, config: Path, overrides: list[str], k: int) -> tuple[Any, dict[str, Any]]:
-    """The seed's dataset with the validation speakers as its held-out set, and the clients without them."""
+def validation_split(seed: int, config: Path, overrides: list[str], k: int) -> tuple[Any, dict[str, Any] | None]:
+    """The seed's dataset with the validation speakers as its held-out set, and the clients without them (``k = 0``:
+    the dataset as it is, every client)."""
     from fedsered.config import load_config
     from fedsered.data.dataset import build_dataset
     from fedsered.federation.client import client_id
     from fedsered.seeding import rng
 
     data = build_dataset(load_config(config, [*overrides, f"seed={seed}"]))
+    if k == 0:
+        return data, None
     names = np.unique(data.train.speaker)
     if not 0 < k < len(names):
         raise SystemExit(f"--val-speakers {k}: the split has {len(names)} training speakers")
@@ -72,7 +88,8 @@ def one_seed(seed: int, config: Path, overrides: list[str], k: int, variants: di
     from fedsered.federation import run_pipeline
 
     data, clients = validation_split(seed, config, overrides, k)
-    row: dict[str, Any] = {"seed": seed, **done, "n_val": len(data.test), "clients": len(clients)}
+    row: dict[str, Any] = {"seed": seed, **done, "n_val": len(data.test),
+                           "clients": len(data.clients) if clients is None else len(clients)}  # fmt: skip
     for name, v in variants.items():
         if name in row:
             continue
@@ -86,7 +103,7 @@ def one_seed(seed: int, config: Path, overrides: list[str], k: int, variants: di
 def report(rows: list[dict[str, Any]], variants: dict[str, dict[str, Any]]) -> None:
     from fedsered.stats import mean_ci, paired_difference
 
-    print(f"\n{len(rows)} seeds ({', '.join(str(r['seed']) for r in rows)}), validation speakers "
+    print(f"\n{len(rows)} seeds ({', '.join(str(r['seed']) for r in rows)}), held-out speakers "
           f"({rows[0]['n_val']} clips, {rows[0]['clients']} clients); ± 95 % CI; Δ paired by seed")  # fmt: skip
     for name, v in variants.items():
         uar = [r[name]["uar"] for r in rows]
@@ -104,12 +121,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "default.yaml")
     parser.add_argument("--seeds", default="0-4")
-    parser.add_argument("--val-speakers", type=int, default=2)
-    parser.add_argument("--variants", type=json.loads, default=VARIANTS, help="JSON: name -> {pipeline, set, vs}")
+    parser.add_argument("--val-speakers", type=int, default=2, help="0: score on the config's test speakers")
+    parser.add_argument("--variants", default="dsa", help=f"a preset ({', '.join(PRESETS)}) or JSON: name -> "
+                        "{pipeline, set, vs}")  # fmt: skip
     parser.add_argument("--set", action="append", default=[], dest="overrides", help="override for every variant")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path("runs/sharing-validation.json"))
+    parser.add_argument("--out", type=Path, default=Path("runs/sharing-variants.json"))
     args = parser.parse_args()
+    args.variants = PRESETS[args.variants] if args.variants in PRESETS else json.loads(args.variants)
     seeds = parse_seeds(args.seeds)
     found = {r["seed"]: r for r in json.loads(args.out.read_text())} if args.out.exists() else {}
     todo = [s for s in seeds if not set(args.variants) <= set(found.get(s, {}))]
