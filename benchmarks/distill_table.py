@@ -11,9 +11,8 @@ differences, and in how many seeds it was positive), and the median over seeds
 of the distillation wall time (a run that shared the machine is slower; speed figures are in BENCHMARKS.md). The
 seed changes the corpus, the speaker split and every stream, so the paired column is the one that separates methods.
 
-Run: ``.venv/bin/python benchmarks/distill_table.py --seeds 0 1 2 3 4`` (writes ``OUT/table.md`` too). Two processes
-given disjoint seeds (``--seeds 0 2 4`` and ``--seeds 1 3``, same ``--out``) use two cores; a last call with every seed
-finds the cells done and prints the table.
+Run: ``.venv/bin/python benchmarks/distill_table.py --seeds 0 1 2 3 4`` (writes ``OUT/table.md`` too); ``--workers``
+cells (one ``fedsered distill`` process of one core each) run at once, 2 by default.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ import argparse
 import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,21 +32,21 @@ from fedsered.io import atomic_write_text
 from fedsered.stats import mean_ci, paired_difference
 
 
-def run_cell(config: str, seed: int, method: str, out: Path) -> dict[str, Any]:
+def run_cell(config: str, seed: int, method: str, out: Path, overrides: list[str]) -> dict[str, Any]:
     """The ``results.json`` of one seed and method, running ``fedsered distill`` unless it is already there."""
     results = out / "results.json"
     if not results.exists():
         cmd = [sys.executable, "-m", "fedsered.cli", "distill", config, "--set", f"seed={seed}",
-               "--set", f"distill.methods=[{method}]", "--out", str(out)]  # fmt: skip
+               "--set", f"distill.methods=[{method}]", *(a for o in overrides for a in ("--set", o)),
+               "--out", str(out)]  # fmt: skip
         print("$", " ".join(cmd), file=sys.stderr, flush=True)
         subprocess.run(cmd, check=True)
     loaded: dict[str, Any] = json.loads(results.read_text(encoding="utf-8"))
     return loaded
 
 
-def run_seed(config: str, seed: int, methods: list[str], out: Path) -> dict[str, Any]:
-    """One seed's results with every method merged into ``by_ipc``."""
-    cells = [run_cell(config, seed, m, out / m) for m in methods]
+def merge_seed(cells: list[dict[str, Any]], methods: list[str]) -> dict[str, Any]:
+    """One seed's results (one per method, in ``methods`` order) with every method merged into ``by_ipc``."""
     merged = dict(cells[0])
     merged["by_ipc"] = {ipc: {m: c["by_ipc"][ipc][m] for m, c in zip(methods, cells, strict=True)}
                         for ipc in cells[0]["by_ipc"]}  # fmt: skip
@@ -94,10 +94,19 @@ def main() -> None:
     parser.add_argument("--config", default="configs/distill_table.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("runs/distill_table"))
+    parser.add_argument("--workers", type=int, default=2, help="cells run at once (one core each)")
     parser.add_argument("--methods", nargs="+", help="only these of the config's methods (default: all)")
+    parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
+                        help="config override passed to every run (e.g. 'distill.ipc=[1, 10]'); a folder's results "
+                        "are reused only with the same overrides, so give each setting its own --out")  # fmt: skip
     args = parser.parse_args()
-    methods: list[str] = args.methods or list(dict.fromkeys(load_config(args.config).distill.methods))
-    runs = {s: run_seed(args.config, s, methods, args.out / f"seed{s}") for s in args.seeds}
+    methods: list[str] = args.methods or list(dict.fromkeys(load_config(args.config, args.overrides).distill.methods))
+    cells = [(s, m) for s in args.seeds for m in methods]
+    with ThreadPoolExecutor(max_workers=args.workers) as pool:  # each cell is its own `fedsered distill` process
+        done = list(pool.map(lambda c: run_cell(args.config, c[0], c[1], args.out / f"seed{c[0]}" / c[1],
+                                                args.overrides), cells))  # fmt: skip
+    by_cell = dict(zip(cells, done, strict=True))
+    runs = {s: merge_seed([by_cell[s, m] for m in methods], methods) for s in args.seeds}
     text = table(runs)
     atomic_write_text(args.out / "table.md", text)
     print(text)
