@@ -30,7 +30,7 @@ def test_off_by_default_and_bounds_checked(tmp_path: pytest.TempPathFactory) -> 
     assert not dsa.is_active(DistillConfig().dsa) and dsa.is_active(ON)
     path = tmp_path / "c.yaml"  # type: ignore[operator]
     path.write_text("distill:\n  dsa:\n    time_shift: 0.7\n")
-    with pytest.raises(ConfigError, match="distill.dsa.time_shift"):
+    with pytest.raises(ConfigError, match=r"distill\.dsa\.time_shift"):
         load_config(path)
 
 
