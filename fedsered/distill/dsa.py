@@ -22,11 +22,13 @@ from dataclasses import dataclass
 import torch
 
 from fedsered.config import DsaConfig
+from fedsered.training.augment import band_mask, draw_bands, roll_time
 
 
 @dataclass(frozen=True)
 class Views:
-    """One transform per class: ``[n_classes]`` integer tensors (frames or bins; a width of 0 masks nothing)."""
+    """One transform per class: ``shift`` ``[n_classes]``, the bands ``[n_classes, 1]`` (frames or bins; a width of 0
+    masks nothing) — the band draws and masks are ``fedsered.training.augment``'s."""
 
     shift: torch.Tensor
     time_start: torch.Tensor
@@ -38,12 +40,6 @@ class Views:
 def is_active(cfg: DsaConfig) -> bool:
     """Whether ``cfg`` changes a feature at all."""
     return bool(cfg.time_shift > 0 or cfg.time_mask > 0 or cfg.freq_mask > 0)
-
-
-def _band(n: int, size: int, width: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    widths = (torch.rand(n, generator=gen) * width * size).long()
-    starts = (torch.rand(n, generator=gen) * (size - widths + 1)).long()
-    return starts, widths
 
 
 def draw(cfg: DsaConfig, *, n_classes: int, mels: int, frames: int, gen: torch.Generator) -> Views:
@@ -61,14 +57,9 @@ def draw(cfg: DsaConfig, *, n_classes: int, mels: int, frames: int, gen: torch.G
     """
     reach = int(cfg.time_shift * frames)
     shift = torch.randint(-reach, reach + 1, (n_classes,), generator=gen)
-    time_start, time_width = _band(n_classes, frames, cfg.time_mask, gen)
-    freq_start, freq_width = _band(n_classes, mels, cfg.freq_mask, gen)
+    time_start, time_width = draw_bands(n_classes, frames, 1, cfg.time_mask, gen)
+    freq_start, freq_width = draw_bands(n_classes, mels, 1, cfg.freq_mask, gen)
     return Views(shift, time_start, time_width, freq_start, freq_width)
-
-
-def _outside(size: int, start: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
-    pos = torch.arange(size).view(1, size)
-    return (pos < start.view(-1, 1)) | (pos >= (start + width).view(-1, 1))  # [n, size] True where kept
 
 
 def apply(x: torch.Tensor, labels: torch.Tensor, views: Views) -> torch.Tensor:
@@ -83,8 +74,6 @@ def apply(x: torch.Tensor, labels: torch.Tensor, views: Views) -> torch.Tensor:
         The transformed ``[n, 1, mels, frames]`` tensor (``x`` itself is never modified).
     """
     n, _, mels, frames = x.shape
-    index = (torch.arange(frames).view(1, frames) - views.shift[labels].view(n, 1)) % frames
-    out = torch.gather(x, 3, index.view(n, 1, 1, frames).expand(n, 1, mels, frames))
-    keep_t = _outside(frames, views.time_start[labels], views.time_width[labels])
-    keep_f = _outside(mels, views.freq_start[labels], views.freq_width[labels])
-    return out * (keep_f.view(n, 1, mels, 1) & keep_t.view(n, 1, 1, frames))
+    keep_t = ~band_mask(frames, views.time_start[labels], views.time_width[labels])
+    keep_f = ~band_mask(mels, views.freq_start[labels], views.freq_width[labels])
+    return roll_time(x, views.shift[labels]) * (keep_f.view(n, 1, mels, 1) & keep_t.view(n, 1, 1, frames))

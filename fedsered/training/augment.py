@@ -37,13 +37,29 @@ def is_active(cfg: AugmentConfig) -> bool:
     return bool(cfg.time_shift > 0 or cfg.time_masks or cfg.freq_masks or cfg.mixup > 0)
 
 
-def _masks(n: int, size: int, count: int, width: float, generator: torch.Generator) -> torch.Tensor:
-    """``[n, size]`` bool: ``count`` bands per row, each of ``⌊U·width·size⌋`` positions at a uniform start."""
-    widths = (torch.rand(n, count, generator=generator) * width * size).long()  # [n, count]
+def draw_bands(
+    n: int, size: int, count: int, width: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(starts, widths)``, each ``[n, count]``: ``count`` bands per row, each ``⌊U·width·size⌋`` positions wide at a
+    uniform start."""
+    widths = (torch.rand(n, count, generator=generator) * width * size).long()
     starts = (torch.rand(n, count, generator=generator) * (size - widths + 1)).long()
+    return starts, widths
+
+
+def band_mask(size: int, starts: torch.Tensor, widths: torch.Tensor) -> torch.Tensor:
+    """``[n, size]`` bool, True inside any of a row's bands (``starts``, ``widths``: ``[n, count]``)."""
     pos = torch.arange(size).view(1, 1, size)
     inside = (pos >= starts.unsqueeze(-1)) & (pos < (starts + widths).unsqueeze(-1))  # [n, count, size]
     return inside.any(dim=1)
+
+
+def roll_time(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """``[n, 1, mels, frames]`` features, row ``i`` rolled circularly along time by ``shift[i]`` frames (a gather:
+    differentiable in ``x``)."""
+    n, _, mels, frames = x.shape
+    index = (torch.arange(frames).view(1, frames) - shift.view(n, 1)) % frames  # [n, frames]
+    return torch.gather(x, 3, index.view(n, 1, 1, frames).expand(n, 1, mels, frames))
 
 
 def augment_batch(x: torch.Tensor, y: torch.Tensor, cfg: AugmentConfig, *, generator: torch.Generator) -> Batch:
@@ -64,13 +80,12 @@ def augment_batch(x: torch.Tensor, y: torch.Tensor, cfg: AugmentConfig, *, gener
         shift = (torch.rand(n, generator=generator) * (2 * cfg.time_shift * frames + 1)).long() - int(
             cfg.time_shift * frames
         )
-        index = (torch.arange(frames).view(1, frames) - shift.view(n, 1)) % frames  # [n, frames]
-        out = torch.gather(out, 3, index.view(n, 1, 1, frames).expand(n, 1, mels, frames))
+        out = roll_time(out, shift)
     if cfg.time_masks:
-        keep = ~_masks(n, frames, cfg.time_masks, cfg.time_mask, generator)
+        keep = ~band_mask(frames, *draw_bands(n, frames, cfg.time_masks, cfg.time_mask, generator))
         out = out * keep.view(n, 1, 1, frames)
     if cfg.freq_masks:
-        keep = ~_masks(n, mels, cfg.freq_masks, cfg.freq_mask, generator)
+        keep = ~band_mask(mels, *draw_bands(n, mels, cfg.freq_masks, cfg.freq_mask, generator))
         out = out * keep.view(n, 1, mels, 1)
     lam = torch.ones(n)
     y_mix = y
