@@ -309,11 +309,15 @@ def _simulate_tables(result: ComparisonResult) -> tuple[Table, Table]:
             "-" if c.peak_rss_mb is None else f"{c.peak_rss_mb:.0f}", "-" if eps is None else f"{eps:.2f}",
             (c.error or "")[:60],
         )  # fmt: skip
-    pipes = Table(title="global model on held-out test speakers (same partitions, seed and θ₀)")
-    for col in ("pipeline", "UAR", "WA", "bytes uploaded", "seconds"):
+    pipes = Table(
+        title="global model on held-out test speakers (same partitions, seed and θ₀)",
+        caption="linear ref: log-Mel functionals + logistic regression fitted on the same examples as the CNN",
+    )
+    for col in ("pipeline", "UAR", "WA", "linear ref UAR", "bytes uploaded", "seconds"):
         pipes.add_column(col, justify="left" if col == "pipeline" else "right")
     for name, r in {"synthetic sharing": result.main, **result.baselines}.items():
-        pipes.add_row(name, f"{r.uar:.3f}", f"{r.wa:.3f}", f"{r.bytes_up_total:,}", f"{r.seconds:.1f}")
+        ref = "-" if r.reference is None else f"{r.reference['uar']:.3f}"
+        pipes.add_row(name, f"{r.uar:.3f}", f"{r.wa:.3f}", ref, f"{r.bytes_up_total:,}", f"{r.seconds:.1f}")
     return clients, pipes
 
 
@@ -328,17 +332,21 @@ def _simulate_line(record: dict[str, Any], resumed: bool) -> str:
 
 
 def _simulate_seeds_table(summary: dict[str, Any]) -> Table:
-    columns = ("pipeline", "UAR", "WA", "Δ UAR", "Δ WA", "bytes uploaded (mean)", "seeds")
+    columns = ("pipeline", "UAR", "WA", "Δ UAR", "Δ WA", "linear ref UAR", "CNN − linear ref", "bytes uploaded (mean)",
+               "seeds")  # fmt: skip
     table = _seeds_table(
         "global model on held-out test speakers", summary["seeds"], columns,
-        paired="Δ = synthetic sharing − pipeline, paired by seed",
+        paired="Δ = synthetic sharing − pipeline, paired by seed; linear ref: log-Mel functionals + logistic "
+        "regression on the same examples",
     )  # fmt: skip
+    vs_ref = summary.get("cnn_vs_reference", {})
     for name, e in summary["pipelines"].items():
         diff = summary["paired"].get(f"synthetic - {name}")
         table.add_row(
             "synthetic sharing" if name == "synthetic" else name, _est(e["uar"]), _est(e["wa"]),
             "" if diff is None else _est(diff["uar"], signed=True),
             "" if diff is None else _est(diff["wa"], signed=True),
+            _est(e.get("ref_uar")), _est(vs_ref[name]["uar"], signed=True) if name in vs_ref else "-",
             f"{e['bytes_up_total']['mean']:,.0f}", str(e["uar"]["n"]),
         )  # fmt: skip
     return table

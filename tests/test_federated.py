@@ -192,6 +192,37 @@ def test_run_pipeline_direct_paths(tiny: tuple[Config, Dataset]) -> None:
         run_pipeline(cfg, data, pipeline="nope", seed=0)  # type: ignore[arg-type]
 
 
+def test_linear_reference_is_fitted_on_what_the_server_holds(tiny: tuple[Config, Dataset]) -> None:
+    """The server's linear baseline: the log-Mel functionals logistic regression on exactly the examples the CNN
+    trained on, scored on the test speakers; none for FedAvg; off by config; absent in old results."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import recall_score
+
+    cfg, data = tiny
+    raw = run_pipeline(cfg, data, pipeline="raw_sharing", seed=3)
+    ref = raw.reference
+    assert ref is not None and ref["name"] == "logmel_functionals" and ref["n_train"] == len(data.train)
+
+    def stats(x: np.ndarray) -> np.ndarray:  # independent of fedsered's: mean and std over time of every mel bin
+        x = x[:, 0].astype(np.float64)
+        return np.concatenate([x.mean(axis=2), x.std(axis=2)], axis=1)
+
+    assert raw.shared is not None
+    xs, xt = stats(raw.shared.x), stats(data.test.x)
+    mu, sd = xs.mean(axis=0), xs.std(axis=0)
+    sd[sd == 0] = 1.0
+    clf = LogisticRegression(C=cfg.functionals.C, max_iter=cfg.functionals.max_iter).fit((xs - mu) / sd, raw.shared.y)
+    expected = recall_score(data.test.y, clf.predict((xt - mu) / sd), average="macro", labels=range(data.n_classes))
+    assert ref["uar"] == pytest.approx(expected, abs=1e-9)
+    assert run_pipeline(cfg, data, pipeline="fedavg", seed=3).reference is None
+    off = cfg.model_copy(update={"federation": cfg.federation.model_copy(update={"linear_reference": False})})
+    assert run_pipeline(off, data, pipeline="pooled", seed=3).reference is None
+    obj = raw.to_json()
+    assert type(raw).from_json(obj).reference == ref
+    del obj["reference"]
+    assert type(raw).from_json(obj).reference is None
+
+
 def test_dp_pipelines_account_every_release(tiny: tuple[Config, Dataset], tmp_path: Path) -> None:
     cfg, data = tiny
     dp = load_config(DEFAULT, [*tiny_overrides(tmp_path), "privacy.enabled=true", "privacy.target_epsilon=4",

@@ -187,6 +187,13 @@ def test_simulate_seeds_one_simulation_per_seed_summary_and_resume(
         ("0", "synthetic", 0.5), ("0", "pooled", 0.25),
         ("1", "synthetic", record["global_uar"]), ("1", "pooled", pooled[1]),
     ]  # fmt: skip
+    # the server's linear reference came back through Flower for both pipelines, summarised and paired like the CNN
+    ref_syn, ref_pooled = record["reference"]["uar"], record["baselines"]["pooled"]["reference"]["uar"]
+    assert record["reference"]["name"] == "logmel_functionals" and 0.0 <= ref_syn <= 1.0
+    assert summary["pipelines"]["pooled"]["ref_uar"] == mean_ci([ref_pooled, ref_pooled]).to_json()
+    assert summary["cnn_vs_reference"]["pooled"]["uar"] == paired_difference(pooled, [ref_pooled] * 2).to_json()
+    assert summary["paired"]["synthetic - pooled"]["ref_uar"]["mean"] == pytest.approx(ref_syn - ref_pooled)
+    assert [float(r["ref_uar"]) for r in rows] == [ref_syn, ref_pooled] * 2
 
     # another configuration is refused with one line before Ray starts; so is a pipeline outside the policy
     assert _run("simulate", out, [*over, "federation.ipc=2"], "--seeds", "0-1") == 2

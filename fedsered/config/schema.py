@@ -446,6 +446,11 @@ class FederationConfig(_Section):
     baselines: tuple[FederatedPipeline, ...] = Field(
         ("pooled", "raw_sharing", "random_subset", "fedavg"), description="pipelines compared with synthetic sharing"
     )
+    linear_reference: bool = Field(
+        True,
+        description="also fit the log-Mel functionals logistic regression on the examples the server trains the "
+        "global CNN on (every pipeline but fedavg / dp_fedavg) and report its UAR beside the CNN's",
+    )
     fedavg_rounds: int = Field(10, ge=1, le=10000, description="rounds of fedavg / dp_fedavg")
     fedavg_local_epochs: int = Field(1, ge=1, le=1000, description="local epochs per round of fedavg / dp_fedavg")
     fedavg_weighting: Literal["examples", "uniform"] = Field(

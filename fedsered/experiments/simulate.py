@@ -15,7 +15,10 @@ Over ``--seeds`` (``fedsered.experiments.seeds``) the simulations run one after 
 resources (``federation.cpus_per_client``, ``ray_num_cpus``, ``object_store_mb``, ``ray_address``) and the
 sections a simulation never reads (``functionals``, ``sweep``, ``audit``). ``summarise`` gives per pipeline the mean
 ± 95 % CI of the global model's UAR and WA and of the bytes uploaded, and the paired difference synthetic sharing −
-each baseline, seed by seed (same seed ⇒ same speakers, split, partitions and θ₀).
+each baseline, seed by seed (same seed ⇒ same speakers, split, partitions and θ₀). Where every seed of a pipeline
+carries the server's linear reference (``federation.linear_reference``), its UAR is summarised too (``ref_uar``),
+paired between pipelines like the CNN's, and the paired difference CNN − linear reference of each pipeline is in
+``cnn_vs_reference``.
 """
 
 from __future__ import annotations
@@ -38,7 +41,9 @@ MAIN = "synthetic"
 METRICS: tuple[str, ...] = ("uar", "wa")
 """The global model's metrics summarised and paired over seeds."""
 
-CSV_COLUMNS: tuple[str, ...] = ("seed", "pipeline", "uar", "wa", "bytes_up_total", "rounds", "seconds")
+CSV_COLUMNS: tuple[str, ...] = (
+    "seed", "pipeline", "uar", "wa", "ref_uar", "ref_wa", "bytes_up_total", "rounds", "seconds",
+)  # fmt: skip
 
 STORE = SeedStore(
     spec_name="simulate.json", what="multi-seed simulation", required=("fingerprint", "global_uar", "baselines"),
@@ -100,13 +105,16 @@ def pipelines(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per seed and pipeline (``CSV_COLUMNS``): the global model's UAR and WA, bytes uploaded, rounds."""
+    """One row per seed and pipeline (``CSV_COLUMNS``): the global model's UAR and WA, the linear reference's (empty
+    where there is none), bytes uploaded, rounds."""
     out = []
     for r in records:
         for name, p in pipelines(r).items():
+            ref = p.reference or {}
             out.append({
-                "seed": r["seed"], "pipeline": name, "uar": p.uar, "wa": p.wa, "bytes_up_total": p.bytes_up_total,
-                "rounds": len(p.rounds), "seconds": p.seconds,
+                "seed": r["seed"], "pipeline": name, "uar": p.uar, "wa": p.wa, "ref_uar": ref.get("uar"),
+                "ref_wa": ref.get("wa"), "bytes_up_total": p.bytes_up_total, "rounds": len(p.rounds),
+                "seconds": p.seconds,
             })  # fmt: skip
     return out
 
@@ -120,19 +128,32 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     Returns:
         ``seeds``; ``pipelines`` (``{pipeline: {"uar", "wa", "bytes_up_total": Estimate.to_json()}}``, synthetic
         first); ``per_seed`` (``{pipeline: {metric: [value per seed]}}``) and ``paired``
-        (``{"synthetic - <baseline>": seeds.paired(...)}`` of UAR and WA).
+        (``{"synthetic - <baseline>": seeds.paired(...)}`` of UAR and WA, and of ``ref_uar`` where both have it);
+        ``cnn_vs_reference`` (``{pipeline: seeds.paired(...)}``: the CNN's UAR − the linear reference's, per pipeline
+        whose every seed has the reference).
     """
     runs = [pipelines(r) for r in records]
-    per_seed: dict[str, dict[str, list[float]]] = {
-        name: {
+    per_seed: dict[str, dict[str, list[float]]] = {}
+    for name in runs[0]:
+        per_seed[name] = {
             "uar": [run[name].uar for run in runs], "wa": [run[name].wa for run in runs],
             "bytes_up_total": [float(run[name].bytes_up_total) for run in runs],
-        }
-        for name in runs[0]
-    }  # fmt: skip
-    metrics = {name: {m: v[m] for m in METRICS} for name, v in per_seed.items()}
+        }  # fmt: skip
+        refs = [run[name].reference for run in runs]
+        if all(refs):
+            per_seed[name]["ref_uar"] = [float(ref["uar"]) for ref in refs if ref]
+    paired_metrics = (*METRICS, "ref_uar")
+    metrics = {name: {m: v[m] for m in paired_metrics if m in v} for name, v in per_seed.items()}
+
+    def common(a: str, b: str) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+        keys = [m for m in metrics[a] if m in metrics[b]]
+        return {m: metrics[a][m] for m in keys}, {m: metrics[b][m] for m in keys}
+
     return {
         "seeds": [r["seed"] for r in records], "pipelines": {name: estimates(v) for name, v in per_seed.items()},
         "per_seed": per_seed,
-        "paired": {f"{MAIN} - {name}": paired(metrics[MAIN], metrics[name]) for name in per_seed if name != MAIN},
+        "paired": {f"{MAIN} - {name}": paired(*common(MAIN, name)) for name in per_seed if name != MAIN},
+        "cnn_vs_reference": {
+            name: paired({"uar": v["uar"]}, {"uar": v["ref_uar"]}) for name, v in per_seed.items() if "ref_uar" in v
+        },
     }  # fmt: skip

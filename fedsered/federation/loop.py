@@ -35,7 +35,7 @@ from fedsered.federation.client import UPDATE_KINDS, raw_client
 from fedsered.federation.protocol import Failure, Reply, Task, TaskKind, Transport
 from fedsered.federation.records import ClientRecord, check_quorum
 from fedsered.federation.results import PipelineResult, RoundRecord
-from fedsered.federation.server import model_from_arrays, score, state_arrays, train_global
+from fedsered.federation.server import linear_reference, model_from_arrays, score, state_arrays, train_global
 from fedsered.models import fixed_init_state
 from fedsered.seeding import int_seed
 
@@ -198,8 +198,15 @@ def run_federation(
             progress(pipeline, r, total)
     return PipelineResult(
         pipeline=pipeline, uar=m["uar"], wa=m["wa"], confusion=m["confusion"], clients=records, rounds=rounds,
-        seconds=time.perf_counter() - start, model=model, shared=agg, sets=sets,
+        seconds=time.perf_counter() - start, model=model, shared=agg, sets=sets, reference=_reference(cfg, agg, server),
     )  # fmt: skip
+
+
+def _reference(cfg: Config, agg: SyntheticSet | None, server: ServerView) -> dict | None:
+    """The linear baseline on the examples the server holds at the end (``federation.linear_reference``)."""
+    if agg is None or not cfg.federation.linear_reference:
+        return None
+    return linear_reference(agg, server.test, cfg=cfg, n_classes=server.n_classes)
 
 
 def _pooled(
@@ -214,5 +221,5 @@ def _pooled(
     return PipelineResult(
         pipeline="pooled", uar=m["uar"], wa=m["wa"], confusion=m["confusion"], clients=[],
         rounds=[RoundRecord(round=1, uar=m["uar"], wa=m["wa"], bytes_up=0)], seconds=time.perf_counter() - start,
-        model=model,
+        model=model, reference=_reference(cfg, agg, server),
     )  # fmt: skip

@@ -50,6 +50,8 @@ class PipelineResult:
         model: the final global model (not in JSON; ``None`` when read back from JSON).
         shared: the aggregated shared set of the last round (``None`` for FedAvg, pooled, or read back from JSON).
         sets: client id → the set it shared in the last round (not in JSON).
+        reference: the simple baseline fitted on the same examples as the global model (``server.linear_reference``:
+            ``name``, ``uar``, ``wa``, ...), or ``None`` (FedAvg: the server holds no examples; or turned off).
     """
 
     pipeline: str
@@ -62,6 +64,7 @@ class PipelineResult:
     model: nn.Module | None = field(default=None, repr=False, compare=False)
     shared: SyntheticSet | None = field(default=None, repr=False, compare=False)
     sets: dict[str, SyntheticSet] = field(default_factory=dict, repr=False, compare=False)
+    reference: dict[str, Any] | None = None
 
     @property
     def bytes_up_total(self) -> int:
@@ -72,7 +75,7 @@ class PipelineResult:
         return {
             "pipeline": self.pipeline, "global_uar": self.uar, "global_wa": self.wa, "confusion": self.confusion,
             "bytes_up_total": self.bytes_up_total, "clients": [c.to_json() for c in self.clients],
-            "rounds": [r.to_json() for r in self.rounds], "seconds": self.seconds,
+            "rounds": [r.to_json() for r in self.rounds], "seconds": self.seconds, "reference": self.reference,
         }  # fmt: skip
 
     @classmethod
@@ -81,6 +84,7 @@ class PipelineResult:
             pipeline=str(obj["pipeline"]), uar=float(obj["global_uar"]), wa=float(obj["global_wa"]),
             confusion=obj["confusion"], clients=[ClientRecord(**c) for c in obj["clients"]],
             rounds=[RoundRecord(**r) for r in obj["rounds"]], seconds=float(obj.get("seconds", 0.0)),
+            reference=obj.get("reference"),
         )  # fmt: skip
 
 

@@ -3,11 +3,18 @@
 Small shared sets (synthetic, random subset) are trained with the distillation evaluation protocol
 (``distill.eval_epochs``, ``eval_lr``, ``eval_batch_size``: the setting the sets were made for); full real data
 (raw sharing, pooled) with the ``train`` section, as the centralised baseline.
+
+Beside the CNN, ``linear_reference`` fits the field's simple baseline on the same examples: utterance functionals of
+the log-Mel (mean and standard deviation over time of every mel bin) into the logistic regression of the centralised
+functionals reference (``fedsered.models.functionals``). Without the audio (clients share log-Mel only) the prosodic
+functionals are not available, so this is the log-Mel half of ``fedsered train``'s reference. It tells whether what a
+pipeline delivered is useful beyond the one network it was made for, and it is the strong simple model every learned
+one is read against.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -17,6 +24,7 @@ from fedsered.config import Config, TrainConfig
 from fedsered.data.types import FeatureSet
 from fedsered.distill import eval_train_config
 from fedsered.distill.synthetic_set import SyntheticSet
+from fedsered.errors import DataError
 from fedsered.models import build_model
 from fedsered.training.train import evaluate, train_model
 
@@ -55,6 +63,39 @@ def train_global(
         agg.x, agg.y, model_cfg=cfg.model, train_cfg=global_train_config(cfg, pipeline), n_classes=n_classes,
         init_state=init_state, seed=seed,
     )  # fmt: skip
+
+
+def linear_reference(agg: SyntheticSet, test: FeatureSet, *, cfg: Config, n_classes: int) -> dict[str, Any] | None:
+    """Fit the log-Mel functionals logistic regression on the examples the server holds; score it on ``test``.
+
+    Args:
+        agg: the examples the server trained the global CNN on (the aggregated set, or the pooled data).
+        test: the held-out test speakers.
+        cfg: the whole config (``functionals.C``, ``functionals.max_iter``).
+        n_classes: number of classes.
+
+    Returns:
+        ``{"name": "logmel_functionals", "uar", "wa", "n_train", "converged"}``, or ``None`` when ``agg`` holds fewer
+        than two emotions (a linear classifier needs two).
+    """
+    # Imported here: the functionals module loads librosa (for F0), which a client importing the federation never needs.
+    from fedsered.data.functionals import logmel_statistics
+    from fedsered.models.functionals import fit_functionals_model, predict_functionals
+    from fedsered.training.metrics import classification_metrics
+
+    def stats(x: np.ndarray) -> np.ndarray:  # every frame: a shared set carries no clip lengths
+        return logmel_statistics(x, np.full(len(x), x.shape[-1]))
+
+    try:
+        model = fit_functionals_model(stats(agg.x), agg.y, cfg=cfg.functionals)
+    except DataError:
+        if len(np.unique(agg.y)) >= 2:
+            raise
+        return None
+    pred = predict_functionals(model, stats(test.x))
+    m = cast(dict[str, float], classification_metrics(test.y, pred, n_classes=n_classes))
+    return {"name": "logmel_functionals", "uar": float(m["uar"]), "wa": float(m["wa"]), "n_train": len(agg),
+            "converged": model.converged}  # fmt: skip
 
 
 def model_from_arrays(arrays: dict[str, np.ndarray], *, cfg: Config, n_classes: int) -> nn.Module:
