@@ -187,6 +187,7 @@ def _seeds_table(what: str, seeds: list[int], columns: tuple[str, ...], *, paire
 
 def _train_table(summary: dict[str, Any]) -> Table:
     table = _seeds_table("centralised models", summary["seeds"], ("model", "UAR", "WA"))
+    table.caption = f"{table.caption}\n{summary['verdict']['text']}"
     for method, entry in summary["models"].items():
         label = f"{entry['name']} (CNN)" if method == "cnn" else f"{entry['name']} (logreg)"
         table.add_row(label, _est(entry["uar"]), _est(entry["wa"]))

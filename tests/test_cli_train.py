@@ -10,7 +10,7 @@ import pytest
 from wavtrees import write_ravdess_tree
 
 from fedsered.cli import main
-from fedsered.experiments.train import parse_seeds
+from fedsered.experiments.train import parse_seeds, verdict
 from fedsered.experiments.train import rows as results_rows
 from fedsered.stats import mean_ci, paired_difference
 
@@ -98,6 +98,9 @@ def test_seeds_summarise_resume_and_refuse_another_config(tmp_path: Path, capsys
     cnn = [r["uar"] for r in res["rows"] if r["method"] == "cnn"]
     ref = [r["uar"] for r in res["rows"] if r["method"] == "functionals"]
     assert summary["paired"]["cnn - functionals"]["uar"] == paired_difference(cnn, ref).to_json()
+    diff = summary["paired"]["cnn - functionals"]["uar"]
+    assert summary["verdict"] == verdict(diff, first="cnn", second="functionals")
+    assert summary["verdict"]["text"].split(":")[0] in " ".join(printed.split())  # printed under the table
     with (out / "results.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert [(int(r["seed"]), r["method"]) for r in rows] == [(0, "cnn"), (0, "functionals"), (1, "cnn"),
@@ -142,3 +145,17 @@ def test_parse_seeds() -> None:
     assert parse_seeds("0,2,5") == (0, 2, 5)
     assert parse_seeds(" 3 , 0-1 ") == (3, 0, 1)
     assert parse_seeds("7") == (7,)
+
+
+def test_verdict_names_a_better_model_only_when_the_paired_interval_excludes_zero() -> None:
+    def est(values: list[float]) -> dict[str, object]:
+        return mean_ci(values).to_json()
+
+    ahead = verdict(est([0.10, 0.12, 0.08]), first="cnn", second="functionals")
+    assert ahead["better"] == "cnn" and "cnn is better" in ahead["text"]
+    behind = verdict(est([-0.10, -0.12, -0.08]), first="cnn", second="functionals")
+    assert behind["better"] == "functionals" and behind["ahead_on_mean"] == "functionals"
+    tie = verdict(est([-0.10, 0.05, -0.02]), first="cnn", second="functionals")
+    assert tie["better"] is None and tie["ahead_on_mean"] == "functionals" and "contains 0" in tie["text"]
+    one = verdict(est([0.3]), first="cnn", second="functionals")
+    assert one["better"] is None and "one seed" in one["text"]

@@ -90,15 +90,42 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     Returns:
         ``seeds``, ``models`` (``{method: {"name", metric: Estimate.to_json()}}``), ``per_seed``
         (``{method: {metric: [value per seed]}}``) and ``paired``
-        (``{"cnn - functionals": {metric: Estimate.to_json(), "per_seed": {metric: [difference per seed]}}}``).
+        (``{"cnn - functionals": {metric: Estimate.to_json(), "per_seed": {metric: [difference per seed]}}}``) and
+        ``verdict`` (``verdict`` of the UAR difference).
     """
     per_seed = {m: {k: [float(r[m][k]) for r in records] for k in METRICS} for m in METHODS}
     models = {m: {"name": records[0][m]["model"]["name"], **estimates(per_seed[m])} for m in METHODS}
     a, b = PAIRED
+    diff = paired(per_seed[a], per_seed[b])
     return {
         "seeds": [r["seed"] for r in records], "models": models, "per_seed": per_seed,
-        "paired": {f"{a} - {b}": paired(per_seed[a], per_seed[b])},
+        "paired": {f"{a} - {b}": diff}, "verdict": verdict(diff["uar"], first=a, second=b),
     }  # fmt: skip
+
+
+def verdict(diff: dict[str, Any], *, first: str, second: str) -> dict[str, Any]:
+    """Which model the seeds show better in UAR: the paired difference's 95 % CI decides, never the mean alone.
+
+    Args:
+        diff: ``Estimate.to_json()`` of ``first − second``.
+        first, second: the two models' names.
+
+    Returns:
+        ``better`` (``first``, ``second``, or ``None`` when the interval contains 0 or is undefined), ``ahead_on_mean``
+        and ``text``, the sentence ``fedsered train`` prints under its table.
+    """
+    ahead = first if diff["mean"] > 0 else second if diff["mean"] < 0 else None
+    lo, hi = diff["lo"], diff["hi"]
+    if lo is None or hi is None:
+        better, text = None, "one seed: no interval, so no model is shown better (run --seeds 0-4)"
+    elif lo > 0 or hi < 0:
+        better = first if lo > 0 else second
+        text = f"{better} is better in UAR: the paired 95 % CI of {first} − {second} excludes 0"
+    else:
+        better = None
+        text = (f"neither model is better in UAR at 95 %: the paired CI of {first} − {second} contains 0"
+                + (f" ({ahead} ahead on the mean)" if ahead else ""))  # fmt: skip
+    return {"better": better, "ahead_on_mean": ahead, "text": text}
 
 
 def rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
