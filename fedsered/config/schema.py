@@ -451,7 +451,16 @@ class FederationConfig(_Section):
         description="also fit the log-Mel functionals logistic regression on the examples the server trains the "
         "global CNN on (every pipeline but fedavg / dp_fedavg) and report its UAR beside the CNN's",
     )
-    fedavg_rounds: int = Field(10, ge=1, le=10000, description="rounds of fedavg / dp_fedavg")
+    fedavg_rounds: int = Field(
+        10, ge=1, le=10000,
+        description="rounds of dp_fedavg (its noise is calibrated for all of them); the cap of fedavg's rounds",
+    )  # fmt: skip
+    fedavg_until_reached: bool = Field(
+        True,
+        description="stop fedavg at the first round whose global UAR comes within 0.02 of synthetic sharing's (the "
+        "round the comparison's byte ratio is read at: the same figure as running every round, for less compute); "
+        "false: always run fedavg_rounds",
+    )
     fedavg_local_epochs: int = Field(1, ge=1, le=1000, description="local epochs per round of fedavg / dp_fedavg")
     fedavg_weighting: Literal["examples", "uniform"] = Field(
         "examples",
