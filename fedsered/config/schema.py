@@ -285,6 +285,12 @@ class DistillConfig(_Section):
     dsa: DsaConfig = Field(
         DsaConfig(), description="siamese augmentation of both sides of every dm match, real and synthetic (DP too)"
     )
+    formation: int = Field(
+        1, ge=1, le=4,
+        description="multi-formation along time (IDC): every stored example decodes into this many examples, each a "
+        "T/f-frame segment stretched back to T frames (same bytes, f x the training examples); random and dm only; "
+        "1 = off",
+    )  # fmt: skip
     # -- merf (one-shot mean embeddings, DP-MERF with frozen random networks)
     merf_networks: int = Field(
         4, ge=1, le=64, description="frozen networks whose concatenated embeddings (each part / sqrt(K)) are released"
