@@ -392,7 +392,8 @@ def cmd_simulate(args: argparse.Namespace, cfg: Config) -> int:
         out_console.print(
             f"FedAvg uploads {how}{cmp['fedavg_bytes_ratio']:.3g}× the bytes of synthetic sharing to come within "
             f"{cmp['uar_tolerance']:.2f} UAR of it"
-            + ("" if cmp["fedavg_reached"] else " (it never got there in federation.fedavg_rounds)")
+            + (f" (round {cmp['fedavg_rounds_run']})" if cmp["fedavg_reached"] else
+               f" (it never got there in {cmp['fedavg_rounds_run']} rounds, the cap federation.fedavg_rounds)")
         )
     out_console.print(f"global UAR {result.main.uar:.3f}; wall {runtime['wall_seconds']:.1f} s")
     _write_run(out, cfg, results)

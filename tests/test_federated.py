@@ -223,6 +223,56 @@ def test_linear_reference_is_fitted_on_what_the_server_holds(tiny: tuple[Config,
     assert type(raw).from_json(obj).reference is None
 
 
+def test_fedavg_stops_where_it_reaches_synthetic_sharing_and_reads_the_same_byte_ratio(
+    tiny: tuple[Config, Dataset],
+) -> None:
+    """With fedavg_until_reached FedAvg ends at the first round within the tolerance of synthetic sharing; its rounds
+    are the full run's first rounds, so the byte ratio is the one every round would give."""
+    import tempfile
+
+    from fedsered.federation.compare import run_comparison
+    from fedsered.federation.inprocess import InProcessTransport
+    from fedsered.federation.pipeline import select_clients, server_view
+
+    cfg, data = tiny
+
+    def compare(**fed: object) -> dict:
+        c = cfg.model_copy(update={"federation": cfg.federation.model_copy(update={
+            "baselines": ("fedavg",), "fedavg_rounds": 4, **fed})})  # fmt: skip
+        parts = select_clients(data, None)
+        with tempfile.TemporaryDirectory() as tmp:
+            transport = InProcessTransport(parts, n_classes=data.n_classes, ledger_root=Path(tmp), policy=c.privacy)
+            return run_comparison(c, server_view(data, parts), transport, seed=3).to_json()
+
+    full = compare(fedavg_until_reached=False)
+    uars = [r["uar"] for r in full["baselines"]["fedavg"]["rounds"]]
+    assert len(uars) == 4 and full["comparison"]["fedavg_rounds_run"] == 4 and full["fedavg_rounds_cap"] == 4
+    # a target every round reaches (synthetic sharing's UAR pushed down): the stopped run ends after round 1
+    target = full["global_uar"] - 0.02
+    reached = [i for i, u in enumerate(uars, 1) if u >= target]
+    assert reached and reached[0] < 4  # this tiny federation reaches it early: the stop is exercised
+    stopped = compare()
+    rounds = stopped["baselines"]["fedavg"]["rounds"]
+    assert len(rounds) == (reached[0] if reached else 4) == stopped["comparison"]["fedavg_rounds_run"]
+    assert [r["uar"] for r in rounds] == uars[: len(rounds)]
+    for key in ("fedavg_bytes_to_reach", "fedavg_reached", "fedavg_bytes_ratio", "fedavg_bytes_ratio_is_lower_bound"):
+        assert stopped["comparison"][key] == full["comparison"][key]
+
+
+def test_fedavg_stop_at_uar_ends_fedavg_but_never_dp_fedavg(tiny: tuple[Config, Dataset], tmp_path: Path) -> None:
+    from fedsered.federation.inprocess import InProcessTransport
+    from fedsered.federation.loop import run_federation
+    from fedsered.federation.pipeline import select_clients, server_view
+
+    cfg, data = tiny
+    parts = select_clients(data, None)
+    for pipeline, rounds in (("fedavg", 1), ("dp_fedavg", cfg.federation.fedavg_rounds)):
+        transport = InProcessTransport(parts, n_classes=data.n_classes, ledger_root=tmp_path / pipeline,
+                                       policy=cfg.privacy)  # fmt: skip
+        res = run_federation(cfg, server_view(data, parts), transport, pipeline=pipeline, seed=3, stop_at_uar=0.0)
+        assert len(res.rounds) == rounds
+
+
 def test_dp_pipelines_account_every_release(tiny: tuple[Config, Dataset], tmp_path: Path) -> None:
     cfg, data = tiny
     dp = load_config(DEFAULT, [*tiny_overrides(tmp_path), "privacy.enabled=true", "privacy.target_epsilon=4",

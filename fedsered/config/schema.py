@@ -285,6 +285,12 @@ class DistillConfig(_Section):
     dsa: DsaConfig = Field(
         DsaConfig(), description="siamese augmentation of both sides of every dm match, real and synthetic (DP too)"
     )
+    formation: int = Field(
+        1, ge=1, le=4,
+        description="multi-formation along time (IDC): every stored example decodes into this many examples, each a "
+        "T/f-frame segment stretched back to T frames (same bytes, f x the training examples); random and dm only; "
+        "1 = off",
+    )  # fmt: skip
     # -- merf (one-shot mean embeddings, DP-MERF with frozen random networks)
     merf_networks: int = Field(
         4, ge=1, le=64, description="frozen networks whose concatenated embeddings (each part / sqrt(K)) are released"
@@ -451,7 +457,16 @@ class FederationConfig(_Section):
         description="also fit the log-Mel functionals logistic regression on the examples the server trains the "
         "global CNN on (every pipeline but fedavg / dp_fedavg) and report its UAR beside the CNN's",
     )
-    fedavg_rounds: int = Field(10, ge=1, le=10000, description="rounds of fedavg / dp_fedavg")
+    fedavg_rounds: int = Field(
+        10, ge=1, le=10000,
+        description="rounds of dp_fedavg (its noise is calibrated for all of them); the cap of fedavg's rounds",
+    )  # fmt: skip
+    fedavg_until_reached: bool = Field(
+        True,
+        description="stop fedavg at the first round whose global UAR comes within 0.02 of synthetic sharing's (the "
+        "round the comparison's byte ratio is read at: the same figure as running every round, for less compute); "
+        "false: always run fedavg_rounds",
+    )
     fedavg_local_epochs: int = Field(1, ge=1, le=1000, description="local epochs per round of fedavg / dp_fedavg")
     fedavg_weighting: Literal["examples", "uniform"] = Field(
         "examples",

@@ -6,6 +6,10 @@ synthetic features from a real (or noise) start (``gm``, ``dm``, ``mtt``, ``merf
 together with the method's ``loss_history`` and settings. The client's seed and exact per-class counts stay out of
 the metadata: the set is what gets shared.
 
+Multi-formation (``distill.formation`` f > 1, ``formation``): ``random`` packs ``ipc·f`` random real examples per class
+into ``ipc`` stored ones; ``dm`` starts from such a packed set (or noise) and matches the decoded examples; the set
+records ``meta["formation"]`` and the server decodes it. Other methods refuse f > 1.
+
 DP (``privacy``, a ``fedsered.privacy.ClientPrivacy``): gm, dm, mtt and merf run their DP mechanism (the method's q
 and steps from ``fedsered.distill.dp`` — merf's is one release at q = 1 —, σ from
 ``fedsered.privacy.mechanism.calibrate``, the one crossing); the synthetic set starts from data-independent Gaussian
@@ -28,6 +32,7 @@ from fedsered.data.types import FeatureSet
 from fedsered.distill.baselines import select_herding, select_random
 from fedsered.distill.dm import distil_dm
 from fedsered.distill.dp import plan_dp
+from fedsered.distill.formation import pack
 from fedsered.distill.gm import distil_gm
 from fedsered.distill.init import LearnTask, initial_synthetic, plan_classes
 from fedsered.distill.merf import distil_merf
@@ -49,6 +54,9 @@ SELECTION_METHODS: tuple[str, ...] = ("random", "herding")
 """Methods that return real examples unchanged."""
 
 _LEARNED = {"gm": distil_gm, "dm": distil_dm, "mtt": distil_mtt, "merf": distil_merf}
+
+FORMATION_METHODS: tuple[str, ...] = ("random", "dm")
+"""Methods that implement ``distill.formation`` above 1."""
 
 
 def state_digest(state: dict[str, torch.Tensor]) -> str:
@@ -127,15 +135,21 @@ def distil(
         raise ConfigError(f"distill.ipc: must be >= 1, got {ipc}")
     if len(data) == 0:
         raise DataError(f"client {client_id or '(centralised)'}: no examples to distil")
+    f = cfg.formation
+    if f > 1 and method not in FORMATION_METHODS:
+        raise ConfigError(
+            f"distill.formation: {f} is implemented for {' and '.join(FORMATION_METHODS)} only, not {method!r}"
+        )
     job = _Job(method=method, ipc=ipc, cfg=cfg, model_cfg=model_cfg, n_classes=n_classes, init_state=init_state,
                features=features, client_id=client_id)  # fmt: skip
     if privacy is not None:
         return _distil_dp(data, job, seed=seed, progress=progress, privacy=privacy, ledger=ledger)
     selection = method in SELECTION_METHODS
-    plan = plan_classes(data.y, n_classes=n_classes, ipc=ipc, cap_at_available=selection)
+    plan = plan_classes(data.y, n_classes=n_classes, ipc=ipc * f, cap_at_available=selection)
     extra: dict[str, Any]
     if method == "random":
         x_syn, y_syn, extra = select_random(data.x, data.y, plan=plan, seed=seed)
+        x_syn, y_syn = pack(x_syn, y_syn, f)
     elif method == "herding":
         x_syn, y_syn, extra = select_herding(
             data.x, data.y, plan=plan, cfg=cfg, model_cfg=model_cfg, n_classes=n_classes, init_state=init_state,
@@ -145,12 +159,16 @@ def distil(
         x0, y0 = initial_synthetic(
             data.x, data.y, plan=plan, mode=cfg.init, init_noise=cfg.init_noise, rng=rng(seed, "distil/init")
         )
+        x0, y0 = pack(x0, y0, f)  # f·ipc starting examples per class in ipc stored ones
         task = LearnTask(
             data.x, data.y, x0, y0, model_cfg=model_cfg, n_classes=n_classes, init_state=init_state, seed=seed
         )
         x_syn, y_syn, extra = _LEARNED[method](task, cfg, progress=progress)
         extra["init_mode"] = cfg.init
-    return _finish(x_syn, y_syn, {**plan.meta(), **extra}, job, input_shape=tuple(data.x.shape[1:]), privacy=None)
+    meta = {**plan.meta(), **extra}
+    if f > 1:  # stored rows per class, and the factor the server decodes by
+        meta.update(ipc_effective=[-(-r // f) for r in plan.rows], formation=f)
+    return _finish(x_syn, y_syn, meta, job, input_shape=tuple(data.x.shape[1:]), privacy=None)
 
 
 @dataclass(frozen=True)
@@ -217,7 +235,9 @@ def _distil_dp(
     obj = privacy_object([release], delta=privacy.delta, accountant=privacy.accountant)
     obj.update({"max_grad_norm": spec.max_grad_norm, "target_epsilon": privacy.target_epsilon,
                 **reproducible_note(spec.reproducible)})  # fmt: skip
-    plan = {"ipc_effective": [job.ipc] * n_classes, "missing_classes": [], "repeated_classes": []}
+    plan: dict[str, Any] = {"ipc_effective": [job.ipc] * n_classes, "missing_classes": [], "repeated_classes": []}
+    if job.cfg.formation > 1:
+        plan["formation"] = job.cfg.formation
     s = _finish(x_syn, y_syn, {**plan, **extra}, job, input_shape=tuple(data.x.shape[1:]), privacy=obj)
     if ledger is not None:
         ledger.record(release)

@@ -6,7 +6,9 @@ before the classifier) matches the mean embedding of a real batch of the class: 
 No inner training loop and no second-order gradients — far cheaper per update than gm or mtt. The networks'
 weights are frozen; only the synthetic input receives gradients (plain autograd suffices here), applied by the
 synthetic-feature optimiser (``optim``). With ``distill.dsa`` each update draws one transform per class
-(``dsa``) and both sides of the class's match pass through it.
+(``dsa``) and both sides of the class's match pass through it. With ``distill.formation`` f > 1 the stored examples are
+decoded (``formation.decode``, differentiable) before they are embedded: the match is on the examples the server will
+train on.
 
 DP (``dp``): every update takes a Poisson sample of the real data at the spec's rate; each sampled example's
 embedding is clipped and, with a count coordinate, summed per class with Gaussian noise
@@ -25,6 +27,7 @@ from torch import nn
 
 from fedsered.config import DistillConfig
 from fedsered.distill import dsa
+from fedsered.distill.formation import decode, decode_labels
 from fedsered.distill.init import LearnTask, class_index
 from fedsered.distill.networks import frozen_net, matching_loss, network_state
 from fedsered.distill.optim import feature_update, learnable_features
@@ -147,6 +150,7 @@ def distil_dm(
     private = _PrivateMeans(xr, task.y, n_classes=task.n_classes, dp=dp, seed=dp.noise_seed) if dp is not None else None
     augment = torch_generator(task.seed, "dm/dsa") if dsa.is_active(cfg.dsa) else None
     history: list[float] = []
+    y_train = decode_labels(task.y_init, cfg.formation)
     for it in range(cfg.dm_iterations):
         state = network_state(
             "dm", it, model_cfg=task.model_cfg, n_classes=task.n_classes, init_state=task.init_state, seed=task.seed
@@ -156,11 +160,12 @@ def distil_dm(
         if augment is not None:
             mels, frames = xr.shape[-2:]
             views = dsa.draw(cfg.dsa, n_classes=task.n_classes, mels=mels, frames=frames, gen=augment)
+        x_train = decode(x_syn, cfg.formation)
         if private is not None and dp is not None:
             mu = private.step(model, views)
-            loss = dp_dm_loss(model, mu, x_syn, task.y_init, max_norm=dp.max_grad_norm, views=views)
+            loss = dp_dm_loss(model, mu, x_train, y_train, max_norm=dp.max_grad_norm, views=views)
         else:
-            loss = dm_loss(model, xr, task.y, x_syn, task.y_init, batch_real=cfg.batch_real, gen=gen, views=views)
+            loss = dm_loss(model, xr, task.y, x_train, y_train, batch_real=cfg.batch_real, gen=gen, views=views)
         feature_update(opt_x, loss, history=history, progress=progress, total=cfg.dm_iterations)
     return x_syn.detach().numpy().astype(np.float32), np.array(task.y_init, dtype=np.int64), {"loss_history": history}
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from fedsered.config import DistillConfig, ModelConfig, TrainConfig
 from fedsered.data.types import FeatureSet
+from fedsered.distill.formation import training_examples
 from fedsered.distill.synthetic_set import SyntheticSet
 from fedsered.models.build import random_init_state
 from fedsered.seeding import int_seed
@@ -36,9 +37,11 @@ def train_on_set(
     init_state: dict[str, torch.Tensor],
     seed: int,
 ) -> nn.Module:
-    """A fresh model trained on the set from ``init_state`` (deterministic in ``init_state`` and ``seed``)."""
+    """A fresh model trained on the set's training examples (``formation.training_examples``: decoded when the set is
+    multi-formation) from ``init_state`` (deterministic in ``init_state`` and ``seed``)."""
+    x, y = training_examples(s.x, s.y, s.meta)
     return train_model(
-        s.x, s.y, model_cfg=model_cfg, train_cfg=train_cfg, n_classes=n_classes, init_state=init_state, seed=seed
+        x, y, model_cfg=model_cfg, train_cfg=train_cfg, n_classes=n_classes, init_state=init_state, seed=seed
     )
 
 

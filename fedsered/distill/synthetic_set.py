@@ -258,6 +258,9 @@ def _check_meta(meta: dict[str, Any], *, n_classes: int | None, source: str) -> 
         raise PayloadError(f"{source}: metadata says n_classes={meta['n_classes']}, expected {n_classes}")
     if not isinstance(meta["features"], dict):
         raise PayloadError(f"{source}: metadata 'features' must be an object (the feature settings)")
+    from fedsered.distill.formation import factor  # formation imports torch; a set file alone does not need it
+
+    factor(meta, source=source)
 
 
 def validate_set(

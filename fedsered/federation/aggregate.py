@@ -19,17 +19,20 @@ import torch
 from fedsered.config import Config
 from fedsered.data.types import FeatureSet
 from fedsered.distill import distil
+from fedsered.distill.formation import training_examples
 from fedsered.distill.synthetic_set import SyntheticSet, make_meta, validate_set
 from fedsered.errors import DataError
 from fedsered.seeding import rng
 
 
 def union_per_class(sets: Sequence[SyntheticSet], *, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """All rows of ``sets``, grouped by class (class 0 first), clients in the given order within a class."""
+    """All training examples of ``sets`` (multi-formation sets decoded), grouped by class (class 0 first), clients in
+    the given order within a class."""
     if not sets:
         raise DataError("aggregate: no client set to aggregate (every client failed or was rejected)")
-    x = np.concatenate([s.x for s in sets])
-    y = np.concatenate([s.y for s in sets])
+    examples = [training_examples(s.x, s.y, s.meta) for s in sets]
+    x = np.concatenate([e[0] for e in examples])
+    y = np.concatenate([e[1] for e in examples])
     order = np.argsort(y, kind="stable")
     bad = (y < 0) | (y >= n_classes)
     if bad.any():

@@ -275,7 +275,10 @@ def share_client(
         return distil_client(data, cfg=cfg, client_id=client_id, n_classes=n_classes, **distil_args)
     if kind == "random_subset":
         distil_args.pop("ledger", None)
-        no_dp = cfg.model_copy(update={"privacy": cfg.privacy.model_copy(update={"enabled": False})})
+        no_dp = cfg.model_copy(update={  # real examples as they are: no DP, no multi-formation packing
+            "privacy": cfg.privacy.model_copy(update={"enabled": False}),
+            "distill": cfg.distill.model_copy(update={"formation": 1}),
+        })  # fmt: skip
         return distil_client(data, cfg=no_dp, client_id=client_id, n_classes=n_classes, method="random", **distil_args)
     if kind == "raw_sharing":
         return raw_client(data, cfg=cfg, client_id=client_id, n_classes=n_classes)

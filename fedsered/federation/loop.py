@@ -138,6 +138,7 @@ def run_federation(
     pipeline: FederatedPipeline,
     seed: int,
     progress: Progress | None = None,
+    stop_at_uar: float | None = None,
 ) -> PipelineResult:
     """Run ``pipeline`` over ``transport`` as one federation.
 
@@ -148,6 +149,8 @@ def run_federation(
         pipeline: one of ``PIPELINES``.
         seed: the run seed (clients, aggregation and training derive their seeds from it by role).
         progress: optional ``(pipeline, round done, rounds)`` callback.
+        stop_at_uar: ``fedavg`` only: stop after the first round whose global UAR reaches it (``rounds_of`` is then
+            the cap). Not for ``dp_fedavg``, whose clients calibrate their noise for every planned round.
 
     Returns:
         The ``PipelineResult`` (global model, shared set and client sets of the last round included).
@@ -196,6 +199,8 @@ def run_federation(
                                   server_cpu_seconds=time.thread_time() - t_cpu))  # fmt: skip
         if progress is not None:
             progress(pipeline, r, total)
+        if pipeline == "fedavg" and stop_at_uar is not None and m["uar"] >= stop_at_uar:
+            break
     return PipelineResult(
         pipeline=pipeline, uar=m["uar"], wa=m["wa"], confusion=m["confusion"], clients=records, rounds=rounds,
         seconds=time.perf_counter() - start, model=model, shared=agg, sets=sets, reference=_reference(cfg, agg, server),

@@ -101,6 +101,7 @@ def comparison(main: PipelineResult, baselines: dict[str, PipelineResult]) -> di
         out["fedavg_reached"] = reach is not None
         out["fedavg_bytes_ratio"] = (reach if reach is not None else fa.bytes_up_total) / max(main.bytes_up_total, 1)
         out["fedavg_bytes_ratio_is_lower_bound"] = reach is None
+        out["fedavg_rounds_run"] = len(fa.rounds)
     return out
 
 
