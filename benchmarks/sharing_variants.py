@@ -14,7 +14,8 @@ Every seed's result is written to ``--out`` (JSON, atomically) as it finishes an
 (only variants it does not hold are run). Seeds run in parallel processes (``--workers``), each at one torch thread.
 
 Run: ``.venv/bin/python benchmarks/sharing_variants.py --seeds 0-4`` (the DSA search of session 8, the default
-variants); ``--variants dp_fedavg`` for DP-FedAvg against DP dm on the test speakers (``PRESETS``).
+variants); ``--variants dp_fedavg`` for DP-FedAvg against DP dm on the test speakers; ``--variants formation`` for
+multi-formation (``PRESETS``).
 """
 
 from __future__ import annotations
@@ -53,7 +54,17 @@ DP_FEDAVG: dict[str, dict[str, Any]] = {
 }
 """DP synthetic sharing (dm, the client default) against DP-FedAvg at the same ε per client (δ = 1e-5, secret noise;
 use with ``--val-speakers 0``)."""
-PRESETS = {"dsa": DSA_SEARCH, "dp_fedavg": DP_FEDAVG}
+MF2 = ["distill.formation=2"]
+FORMATION: dict[str, dict[str, Any]] = {
+    "random": {"pipeline": "random_subset", "set": [], "vs": []},
+    "random packed x2": {"pipeline": "synthetic", "set": ["federation.method=random", *MF2], "vs": ["random"]},
+    "dm": {"pipeline": "synthetic", "set": [], "vs": ["random"]},
+    "dm x2": {"pipeline": "synthetic", "set": MF2, "vs": ["random", "dm", "random packed x2"]},
+}
+"""Multi-formation (``distill.formation``) at the same bytes: the random real subset, the same bytes holding twice the
+real examples packed (no learning: what the parameterisation alone buys), dm, and dm matching the decoded examples
+from a packed start."""
+PRESETS = {"dsa": DSA_SEARCH, "dp_fedavg": DP_FEDAVG, "formation": FORMATION}
 
 
 def validation_split(seed: int, config: Path, overrides: list[str], k: int) -> tuple[Any, dict[str, Any] | None]:
