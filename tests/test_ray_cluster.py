@@ -48,7 +48,7 @@ SIM = [  # tests/test_simulation.py's tiny(...): 4 training speakers = 4 clients
     "data.embedded.duration_s=[1.0, 1.2]", "features.segment_s=1.2", "features.n_mels=32", "model.name=cnn_iot",
     "model.width=4", "train.epochs=2", "federation.num_clients=4", "federation.ipc=1", "distill.dm_iterations=3",
     "distill.eval_epochs=3", "federation.fedavg_rounds=2", "federation.baselines=[raw_sharing, fedavg]",
-    "federation.node_wait_s=60",
+    "federation.node_wait_s=60", "federation.fedavg_until_reached=false",  # all rounds, as run_pipeline runs them
 ]  # fmt: skip
 AUDIT = [  # tests/test_audit_pipeline.py's TINY, raw sharing only
     "data.embedded.n_speakers=10", "data.embedded.utterances_per_emotion=3", "data.embedded.duration_s=[0.8,1.0]",

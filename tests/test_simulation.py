@@ -130,6 +130,7 @@ def equal_overrides(tmp: Path) -> list[str]:
     return [
         *tiny(tmp, speakers=4, test=0.25, clients=3), "federation.mode=multi_round", "federation.rounds=2",
         "federation.fedavg_rounds=2", f"federation.baselines=[{', '.join(ALL_BASELINES)}]",
+        "federation.fedavg_until_reached=false",  # every FedAvg round, as run_pipeline runs them (stop: test_federated)
         "federation.node_wait_s=30", "privacy.target_epsilon=4",
         "privacy.reproducible_noise=true",  # only so that DP-FedAvg can be compared bit for bit across transports
     ]  # fmt: skip
