@@ -182,9 +182,10 @@ class TrainConfig(_Section):
         1,
         ge=0,
         le=256,
-        description="torch threads while a model trains (set by train_model, restored after). Conv and linear "
-        "weight gradients are summed in an order that depends on the thread count, so a model is bit-identical "
-        "only at the same count; 0 keeps the caller's setting (results then depend on the machine)",
+        description="torch threads while a model trains or a set is distilled (train_model, distil and a "
+        "client's DP-SGD set it and restore it after). Conv and linear weight gradients are summed in an order "
+        "that depends on the thread count, so a model or a set is bit-identical only at the same count; 0 keeps "
+        "the caller's setting (results then depend on the machine)",
     )
 
 

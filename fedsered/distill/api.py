@@ -16,6 +16,9 @@ and steps from ``fedsered.distill.dp`` — merf's is one release at q = 1 —, �
 noise with ``ipc`` rows for every class (real starts, and which classes a client holds, would leak outside the
 accounting), and ``meta["privacy"]`` holds the release's privacy object. With a ``ledger`` the release is checked
 against the client's budget before any work (refused: ``PrivacyBudgetError``, nothing produced) and recorded after.
+
+Every method runs at ``threads`` torch threads (``fedsered.training.threads``): a set is bit-identical across
+machines and callers only at a fixed count.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from fedsered.privacy.client import ClientPrivacy
 from fedsered.privacy.ledger import PrivacyLedger
 from fedsered.privacy.mechanism import DPSpec, reproducible_note
 from fedsered.seeding import rng
+from fedsered.training.threads import torch_threads
 from fedsered.training.train import Progress
 
 METHODS: tuple[str, ...] = get_args(DistillMethod)
@@ -97,6 +101,7 @@ def distil(
     client_id: str | None = None,
     privacy: ClientPrivacy | None = None,
     ledger: PrivacyLedger | None = None,
+    threads: int = 1,
 ) -> SyntheticSet:
     """Distil (or select) ``ipc`` examples per class from a client's features.
 
@@ -115,6 +120,7 @@ def distil(
         client_id: the producing client, recorded in the metadata.
         privacy: the client's DP settings (``fedsered.privacy.client_privacy``), or ``None`` for no DP.
         ledger: the client's privacy ledger (DP only): checked before, recorded after the release.
+        threads: torch threads the method runs at (``train.threads``; 0: the caller's count), restored afterwards.
 
     Returns:
         The validated set; ``meta`` holds the required keys plus ``ipc_effective``, ``missing_classes``,
@@ -142,8 +148,16 @@ def distil(
         )
     job = _Job(method=method, ipc=ipc, cfg=cfg, model_cfg=model_cfg, n_classes=n_classes, init_state=init_state,
                features=features, client_id=client_id)  # fmt: skip
-    if privacy is not None:
-        return _distil_dp(data, job, seed=seed, progress=progress, privacy=privacy, ledger=ledger)
+    with torch_threads(threads):
+        if privacy is not None:
+            return _distil_dp(data, job, seed=seed, progress=progress, privacy=privacy, ledger=ledger)
+        return _distil_plain(data, job, seed=seed, progress=progress)
+
+
+def _distil_plain(data: FeatureSet, job: _Job, *, seed: int, progress: Progress | None) -> SyntheticSet:
+    """``distil`` without DP."""
+    method, ipc, cfg, f = job.method, job.ipc, job.cfg, job.cfg.formation
+    model_cfg, n_classes, init_state = job.model_cfg, job.n_classes, job.init_state
     selection = method in SELECTION_METHODS
     plan = plan_classes(data.y, n_classes=n_classes, ipc=ipc * f, cap_at_available=selection)
     extra: dict[str, Any]

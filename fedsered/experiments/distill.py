@@ -139,7 +139,7 @@ def run_distill(
         s = distil(
             data.train, method=method, ipc=ipc, cfg=cfg.distill, model_cfg=cfg.model, n_classes=n_classes,
             init_state=theta0, seed=int_seed(cfg.seed, f"distill/{method}/{ipc}"), progress=step_cb,
-            features=features, client_id=None, privacy=privacy,
+            features=features, client_id=None, privacy=privacy, threads=cfg.train.threads,
         )  # fmt: skip
         seconds = time.perf_counter() - start
         stem = set_stem(method, ipc)

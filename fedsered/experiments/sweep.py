@@ -113,7 +113,7 @@ def run_cell(cfg: Config, data: Dataset, cell: Cell, *, progress: Callable[[int,
     s = distil(
         data.train, method=cell.method, ipc=cfg.sweep.ipc, cfg=cfg.distill, model_cfg=cfg.model, n_classes=n_classes,
         init_state=theta0, seed=int_seed(cell.seed, f"sweep/{cell.method}/distil"), progress=progress,
-        features=cfg.features.model_dump(mode="json"), client_id=None, privacy=privacy,
+        features=cfg.features.model_dump(mode="json"), client_id=None, privacy=privacy, threads=cfg.train.threads,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     scores = evaluate_set(

@@ -106,6 +106,7 @@ def aggregate(
         redone = distil(
             pooled, method=fed.method, ipc=fed.server_ipc, cfg=cfg.distill, model_cfg=cfg.model,
             n_classes=n_classes, init_state=init_state, seed=seed, client_id="server",
+            threads=cfg.train.threads,
         )  # fmt: skip
         x, y, method, ipc = redone.x, redone.y, f"union+{fed.method}", fed.server_ipc
     elif fed.rebalance:

@@ -41,6 +41,7 @@ from fedsered.privacy.ledger import PrivacyLedger
 from fedsered.privacy.mechanism import calibrate, reproducible_note, steps_per_epoch
 from fedsered.privacy.policy import effective_privacy
 from fedsered.seeding import int_seed
+from fedsered.training.threads import torch_threads
 from fedsered.training.train import train_model
 
 SHARE_KINDS: tuple[str, ...] = ("synthetic", "random_subset", "raw_sharing")
@@ -246,6 +247,7 @@ def distil_client(
         client_id=client_id,
         privacy=cp,
         ledger=ledger if cp is not None else None,
+        threads=cfg.train.threads,
     )
 
 
@@ -336,11 +338,12 @@ def local_update_dp(
     if ledger is not None:
         ledger.check(spec.release())
     model = build_model(cfg.model, n_classes=n_classes, init_state=state)
-    release = train_dp_sgd(
-        model, data.x, data.y, noise_multiplier=spec.noise_multiplier, max_grad_norm=cp.max_grad_norm,
-        sample_rate=spec.sample_rate, steps=steps, lr=fed.dp_lr, seed=spec.noise_seed, accountant=cp.accountant,
-        mechanism="dp_fedavg",
-    )  # fmt: skip
+    with torch_threads(cfg.train.threads):
+        release = train_dp_sgd(
+            model, data.x, data.y, noise_multiplier=spec.noise_multiplier, max_grad_norm=cp.max_grad_norm,
+            sample_rate=spec.sample_rate, steps=steps, lr=fed.dp_lr, seed=spec.noise_seed, accountant=cp.accountant,
+            mechanism="dp_fedavg",
+        )  # fmt: skip
     if ledger is not None:
         ledger.record(release)
     obj = privacy_object([release], delta=cp.delta, accountant=cp.accountant)

@@ -1,17 +1,13 @@
 """Supervised training of an SER model on in-memory features, deterministic under a seed, and its evaluation.
 
-Determinism: a model is a pure function of the data, config and seed only at a fixed torch thread count. Forward
-passes and input gradients are bit-identical at 1 and 2 threads, but the weight gradients of convolutions (oneDNN)
-and linear layers (MKL GEMM) sum over the batch in per-thread partial sums, so their last bits depend on the count
-(measured with torch 2.13 on CPU: conv weight gradients of one batch differ by up to ~1e-5 of their largest entry;
-the tiny test model's weights by 1e-8 to 1e-7 after two epochs). ``train_model`` therefore trains at
-``train.threads`` threads (default 1) whatever the caller set, and restores the caller's count afterwards.
+Determinism: a model is a pure function of the data, config and seed only at a fixed torch thread count
+(``fedsered.training.threads`` says why); ``train_model`` therefore trains at ``train.threads`` threads (default 1)
+whatever the caller set, and restores the caller's count afterwards.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -23,6 +19,7 @@ from fedsered.models import build_model
 from fedsered.seeding import torch_generator
 from fedsered.training.augment import augment_batch, is_active
 from fedsered.training.metrics import classification_metrics
+from fedsered.training.threads import torch_threads
 
 Progress = Callable[[int, int], None]
 
@@ -101,7 +98,7 @@ def train_model(
     """
     if len(x) == 0:
         raise ValueError("train_model: empty training set")
-    with _torch_threads(train_cfg.threads):
+    with torch_threads(train_cfg.threads):
         gen = torch_generator(seed, "train")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen)))
@@ -116,19 +113,6 @@ def train_model(
                     progress(epoch + 1, train_cfg.epochs)
     model.eval()
     return model
-
-
-@contextmanager
-def _torch_threads(threads: int) -> Iterator[None]:
-    """Run the block at ``threads`` torch threads (0: leave the count alone), then restore the caller's count."""
-    before = torch.get_num_threads()
-    if threads and threads != before:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
 
 
 @torch.no_grad()
