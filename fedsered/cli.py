@@ -36,8 +36,18 @@ if TYPE_CHECKING:
     from fedsered.experiments.seeds import SeedJob, SeedStore
     from fedsered.federation.results import ComparisonResult
 
-out_console = Console()
-err_console = Console(stderr=True)
+LOG_WIDTH = 160
+"""Columns of the tables when output goes to a file or pipe (``make run > log``) and ``COLUMNS`` is not set: rich
+would otherwise lay them out at 80 columns and cut the pipeline names and figures to ``…``."""
+
+
+def _width(stream: Any) -> int | None:
+    tty = bool(getattr(stream, "isatty", lambda: False)())
+    return None if os.environ.get("COLUMNS") or tty else LOG_WIDTH
+
+
+out_console = Console(width=_width(sys.stdout))
+err_console = Console(stderr=True, width=_width(sys.stderr))
 
 StageProgress = Callable[[str, int, int], None]
 

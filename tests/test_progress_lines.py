@@ -30,3 +30,33 @@ def test_log_lines_rate_ignores_work_found_finished(capsys: pytest.CaptureFixtur
     lines("seeds", 4, 5)
     out = capsys.readouterr().err.strip().splitlines()
     assert out == ["seeds: 3/5, 0s elapsed", "seeds: 4/5, 1m00s elapsed, ~1m00s left"]
+
+
+def test_tables_in_a_log_are_laid_out_wide_unless_columns_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``make run > log``: rich would lay a table out at 80 columns and cut its names to "…"."""
+    import io
+
+    from rich.table import Table
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert cli._width(io.StringIO()) == cli.LOG_WIDTH and cli._width(Tty()) is None
+    monkeypatch.setenv("COLUMNS", "100")
+    assert cli._width(io.StringIO()) is None  # the user's width wins
+    monkeypatch.delenv("COLUMNS")
+    from rich.console import Console
+
+    table = Table("pipeline", *[f"metric {k}" for k in range(8)])  # the shape of simulate's table over seeds
+    table.add_row("synthetic sharing", *["+0.617 ± 0.060"] * 7, "2,914,165")
+
+    def laid_out(width: int | None) -> str:
+        log = io.StringIO()
+        Console(file=log, width=width).print(table)
+        return log.getvalue()
+
+    assert "synthetic sharing" not in laid_out(80)  # rich's width for a file: names cut to "synth…"
+    wide = laid_out(cli._width(io.StringIO()))
+    assert "synthetic sharing" in wide and "+0.617 ± 0.060" in wide and "…" not in wide
