@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from rich.console import Console
+from rich.table import Table
 
 from fedsered import cli
 
@@ -34,9 +38,6 @@ def test_log_lines_rate_ignores_work_found_finished(capsys: pytest.CaptureFixtur
 
 def test_tables_in_a_log_are_laid_out_wide_unless_columns_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
     """``make run > log``: rich would lay a table out at 80 columns and cut its names to "…"."""
-    import io
-
-    from rich.table import Table
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:
@@ -47,8 +48,6 @@ def test_tables_in_a_log_are_laid_out_wide_unless_columns_is_set(monkeypatch: py
     monkeypatch.setenv("COLUMNS", "100")
     assert cli._width(io.StringIO()) is None  # the user's width wins
     monkeypatch.delenv("COLUMNS")
-    from rich.console import Console
-
     table = Table("pipeline", *[f"metric {k}" for k in range(8)])  # the shape of simulate's table over seeds
     table.add_row("synthetic sharing", *["+0.617 ± 0.060"] * 7, "2,914,165")
 

@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from fedsered.config import Config
 from fedsered.data.dataset import Dataset
 from fedsered.distill.api import distil
@@ -172,8 +170,6 @@ def run_sweep(
     if cfg.sweep.metric == "uar_random_init" and cfg.distill.eval_random_inits < 1:
         raise ConfigError("sweep.metric: uar_random_init needs distill.eval_random_inits >= 1")
     cells = grid(cfg)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
     records, resumed, ran = [], 0, 0
     for i, cell in enumerate(cells):
         if progress is not None:
