@@ -7,7 +7,8 @@ DP off or at ε per client (δ = 1e-5, secret noise). Printed per variant: globa
 the paired difference to dm under the same privacy (same seed, same split and partitions), and the ε the clients'
 ledgers composed.
 
-Run: ``.venv/bin/python benchmarks/dp_oneshot.py --seeds 0-4`` (``--set KEY=VALUE`` for overrides); seeds run in
+Run: ``.venv/bin/python benchmarks/dp_oneshot.py --seeds 0-4`` (``--config``, default ``configs/default.yaml``;
+``--set KEY=VALUE`` for overrides); seeds run in
 parallel processes (``--workers``, default 2), each at one torch thread. Results are written to ``--out`` as each
 seed finishes and reused when the command runs again.
 """
@@ -34,7 +35,7 @@ VARIANTS: dict[str, list[str]] = {
 privacy (the name with ``merf`` replaced by ``dm``)."""
 
 
-def one_seed(seed: int, overrides: list[str]) -> dict[str, Any]:
+def one_seed(seed: int, overrides: list[str], config: str) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
@@ -45,7 +46,7 @@ def one_seed(seed: int, overrides: list[str]) -> dict[str, Any]:
     row: dict[str, Any] = {"seed": seed}
     data = None
     for name, sets in VARIANTS.items():
-        cfg = load_config(ROOT / "configs" / "default.yaml", [*overrides, *sets, f"seed={seed}"])
+        cfg = load_config(ROOT / config, [*overrides, *sets, f"seed={seed}"])
         data = data or build_dataset(cfg)  # the variants differ only in the clients' method and privacy
         start = time.process_time()
         res = run_pipeline(cfg, data, pipeline="synthetic", seed=seed)
@@ -79,6 +80,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default="0-4")
+    parser.add_argument("--config", default="configs/default.yaml")
     parser.add_argument("--set", action="append", default=[], dest="overrides")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="runs/bench-dp-oneshot.json")
@@ -87,7 +89,7 @@ def main() -> None:
     done = {r["seed"]: r for r in json.loads(out.read_text())} if out.exists() else {}
     todo = [s for s in parse_seeds(args.seeds) if s not in done or not set(VARIANTS) <= set(done[s])]
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        futures = {pool.submit(one_seed, s, args.overrides): s for s in todo}
+        futures = {pool.submit(one_seed, s, args.overrides, args.config): s for s in todo}
         for fut in as_completed(futures):
             row = fut.result()
             done[row["seed"]] = row

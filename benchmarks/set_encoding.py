@@ -9,7 +9,8 @@ held-out test speakers. The float32 replay must reproduce the pipeline's own UAR
 server's step, not an approximation of it). Printed: per encoding, the uploaded bytes (``payload_bytes`` of each
 client's set, summed) and global UAR mean ± 95 % CI over seeds, and the paired difference to float32 (same seed).
 
-Run: ``.venv/bin/python benchmarks/set_encoding.py`` (``--seeds 0-4``, ``--set KEY=VALUE`` for overrides); seeds run in
+Run: ``.venv/bin/python benchmarks/set_encoding.py`` (``--seeds 0-4``, ``--config`` (default ``configs/default.yaml``),
+``--set KEY=VALUE`` for overrides); seeds run in
 parallel processes (``--workers``, default 2), each at one torch thread.
 """
 
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ENCODINGS = ("float32", "float16", "int8")
 
 
-def one_seed(seed: int, overrides: list[str]) -> dict[str, Any]:
+def one_seed(seed: int, overrides: list[str], config: str) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
@@ -40,7 +41,7 @@ def one_seed(seed: int, overrides: list[str]) -> dict[str, Any]:
     from fedsered.federation.server import score, train_global
     from fedsered.models import fixed_init_state
 
-    cfg = load_config(ROOT / "configs" / "default.yaml", [*overrides, f"seed={seed}"])
+    cfg = load_config(ROOT / config, [*overrides, f"seed={seed}"])
     data = build_dataset(cfg)
     res = run_pipeline(cfg, data, pipeline="synthetic", seed=seed)
     theta0 = fixed_init_state(cfg.model, n_classes=data.n_classes)
@@ -67,6 +68,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seeds", default="0-4")
+    parser.add_argument("--config", default="configs/default.yaml")
     parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-set-encoding.json")
@@ -74,10 +76,10 @@ def main() -> None:
     seeds = list(parse_seeds(args.seeds))
     overrides = ["federation.baselines=[]", *args.overrides]
     with ProcessPoolExecutor(args.workers) as pool:
-        rows = list(pool.map(one_seed, seeds, [overrides] * len(seeds)))
+        rows = list(pool.map(one_seed, seeds, [overrides] * len(seeds), [args.config] * len(seeds)))
     for r in rows:
         print(json.dumps(r))
-    print(f"\nsynthetic sharing, configs/default.yaml {' '.join(args.overrides)}, seeds {args.seeds}")
+    print(f"\nsynthetic sharing, {args.config} {' '.join(args.overrides)}, seeds {args.seeds}")
     head = ("encoding", "bytes up (mean)", "x float32", "UAR mean ± 95 % CI", "Δ vs float32 (paired)")
     print(f"{head[0]:9} {head[1]:>15} {head[2]:>9} {head[3]:>26} {head[4]:>30}")
     base = [r["float32"]["uar"] for r in rows]

@@ -87,7 +87,8 @@ def run_functionals_baseline(cfg: Config, data: Dataset) -> dict[str, Any]:
         data: the prepared dataset, built with ``functionals=True``.
 
     Returns:
-        ``uar``, ``wa``, ``confusion``, ``n_train``, ``n_test``, ``seconds`` (fit and prediction) and ``model``
+        ``uar``, ``wa``, ``confusion``, ``n_train``, ``n_test``, the speakers of both splits, ``seconds`` (fit and
+        prediction) and ``model``
         (``name``, ``features``, ``C``, ``converged``, ``n_iter``).
 
     Raises:
@@ -107,6 +108,8 @@ def run_functionals_baseline(cfg: Config, data: Dataset) -> dict[str, Any]:
         **metrics,
         "n_train": len(data.train),
         "n_test": len(data.test),
+        "train_speakers": data.summary["train_speakers"],
+        "test_speakers": data.summary["test_speakers"],
         "model": {
             "name": "functionals", "features": model.n_features, "C": cfg.functionals.C,
             "converged": model.converged, "n_iter": model.n_iter,

@@ -198,8 +198,10 @@ def _seeds_table(what: str, seeds: list[int], columns: tuple[str, ...], *, paire
 def _train_table(summary: dict[str, Any]) -> Table:
     table = _seeds_table("centralised models", summary["seeds"], ("model", "UAR", "WA"))
     table.caption = f"{table.caption}\n{summary['verdict']['text']}"
+    default = summary["verdict"]["default_model"]
     for method, entry in summary["models"].items():
         label = f"{entry['name']} (CNN)" if method == "cnn" else f"{entry['name']} (logreg)"
+        label += " (default)" if method == default else ""
         table.add_row(label, _est(entry["uar"]), _est(entry["wa"]))
     table.add_section()
     for pair, diff in summary["paired"].items():
@@ -243,7 +245,7 @@ def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
 
     return _seeded(
         args, cfg, store=STORE, job=train_seed, line=_train_line, table=_train_table,
-        outputs=lambda run: (results_json(run), to_csv(run["records"])),
+        outputs=lambda run: (results_json(run, default_model=cfg.train.default_model), to_csv(run["records"])),
     )  # fmt: skip
 
 

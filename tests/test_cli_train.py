@@ -10,7 +10,7 @@ import pytest
 from wavtrees import write_ravdess_tree
 
 from fedsered.cli import main
-from fedsered.experiments.train import parse_seeds, verdict
+from fedsered.experiments.train import parse_seeds, summarise, verdict
 from fedsered.experiments.train import rows as results_rows
 from fedsered.stats import mean_ci, paired_difference
 
@@ -58,6 +58,7 @@ def _tiny(tmp: Path) -> list[str]:
     """Five embedded speakers (one held out), 32 mels, a 4-channel IoT net trained for 2 epochs."""
     return [
         "data.embedded.n_speakers=5", "data.embedded.utterances_per_emotion=2", "data.embedded.duration_s=[1.0, 1.2]",
+        "data.test_speakers=0.25",  # one held-out speaker (the default holds out 40 %)
         "features.segment_s=1.2", "features.n_mels=32", f"features.cache_dir={tmp / 'cache'}",
         "model.name=cnn_iot", "model.width=4", "train.epochs=2", "federation.num_clients=2",
     ]  # fmt: skip
@@ -99,7 +100,12 @@ def test_seeds_summarise_resume_and_refuse_another_config(tmp_path: Path, capsys
     ref = [r["uar"] for r in res["rows"] if r["method"] == "functionals"]
     assert summary["paired"]["cnn - functionals"]["uar"] == paired_difference(cnn, ref).to_json()
     diff = summary["paired"]["cnn - functionals"]["uar"]
-    assert summary["verdict"] == verdict(diff, first="cnn", second="functionals")
+    expected = verdict(diff, first="cnn", second="functionals")
+    assert summary["verdict"]["better"] == expected["better"]
+    assert summary["verdict"]["text"].startswith(expected["text"])
+    default = summary["verdict"]["default_model"]
+    assert next(iter(summary["models"])) == default and "(default)" in printed
+    assert summary["verdict"]["agrees"] == (expected["better"] in (None, default))
     assert summary["verdict"]["text"].split(":")[0] in " ".join(printed.split())  # printed under the table
     with (out / "results.csv").open() as fh:
         rows = list(csv.DictReader(fh))
@@ -159,3 +165,21 @@ def test_verdict_names_a_better_model_only_when_the_paired_interval_excludes_zer
     assert tie["better"] is None and tie["ahead_on_mean"] == "functionals" and "contains 0" in tie["text"]
     one = verdict(est([0.3]), first="cnn", second="functionals")
     assert one["better"] is None and "one seed" in one["text"]
+
+
+def _record(seed: int, cnn: float, ref: float) -> dict[str, object]:
+    return {"seed": seed, "cnn": {"uar": cnn, "wa": cnn, "model": {"name": "cnn6"}},
+            "functionals": {"uar": ref, "wa": ref, "model": {"name": "functionals"}}}  # fmt: skip
+
+
+def test_the_default_model_is_listed_first_and_checked_against_the_verdict() -> None:
+    records = [_record(s, 0.60 + 0.01 * s, 0.70 + 0.012 * s) for s in range(5)]  # functionals ahead on every seed
+    agree = summarise(records, default_model="functionals")
+    assert list(agree["models"]) == ["functionals", "cnn"]
+    assert agree["verdict"]["better"] == "functionals" and agree["verdict"]["agrees"] is True
+    assert agree["paired"]["cnn - functionals"]["uar"]["mean"] == pytest.approx(-0.1 - 0.002 * 2)
+    clash = summarise(records, default_model="cnn")
+    assert list(clash["models"]) == ["cnn", "functionals"] and clash["verdict"]["agrees"] is False
+    assert clash["verdict"]["text"].endswith("train.default_model is cnn: the seeds say otherwise")
+    tied = summarise([_record(s, 0.6 + 0.05 * (-1) ** s, 0.6) for s in range(4)], default_model="cnn")
+    assert tied["verdict"]["better"] is None and tied["verdict"]["agrees"] is True

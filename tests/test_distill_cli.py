@@ -27,6 +27,7 @@ ROW_KEYS = {"ipc", "uar_fixed_init", "uar_random_init", "uar_random_init_std", "
 def tiny(tmp: Path) -> list[str]:
     return [
         "data.embedded.n_speakers=4", "data.embedded.utterances_per_emotion=3", "data.embedded.duration_s=[1.0, 1.2]",
+        "data.test_speakers=0.25",  # one held-out speaker (the default holds out 40 %)
         "features.segment_s=1.2", "features.n_mels=32", f"features.cache_dir={tmp / 'cache'}",
         "model.name=cnn_iot", "model.width=4", "train.epochs=3", "federation.num_clients=1",
         # ipc deliberately not sorted: ``methods`` is the row of the FIRST listed ipc, not the smallest

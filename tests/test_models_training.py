@@ -92,6 +92,7 @@ def _tiny_centralised(tmp: Path) -> tuple[Config, Dataset]:
     """The tiny embedded corpus of the federation tests: 4 training speakers, 32 mels × 38 frames, a 4-channel net."""
     cfg = load_config(ROOT / "configs" / "default.yaml", [
         "data.embedded.n_speakers=5", "data.embedded.utterances_per_emotion=2", "data.embedded.duration_s=[1.0, 1.2]",
+        "data.test_speakers=0.25",  # one held-out speaker (the default holds out 40 %)
         "features.segment_s=1.2", "features.n_mels=32", f"features.cache_dir={tmp / 'cache'}",
         "model.name=cnn_iot", "model.width=4", "train.epochs=2", "federation.num_clients=2",
     ])  # fmt: skip

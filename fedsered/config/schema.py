@@ -178,6 +178,12 @@ class TrainConfig(_Section):
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
     optimizer: Literal["adam", "sgd"] = "adam"
     augment: AugmentConfig = AugmentConfig()
+    default_model: Literal["cnn", "functionals"] = Field(
+        "cnn",
+        description="the centralised model of record of `fedsered train` on this corpus: listed first, the "
+        "top-level result of a one-seed run, and checked against the run's paired verdict (a config names the model "
+        "measured better on its corpus; the other stands beside it)",
+    )
     threads: int = Field(
         1,
         ge=0,

@@ -12,7 +12,10 @@ written atomically to ``DIR/seeds/<seed>.json`` and reused when the command runs
 the config digest (``fedsered.resume``), and a folder of another configuration is refused. The digest leaves out
 what a seed's result does not depend on: the ``seed`` itself (the list of seeds may grow), ``output``,
 ``features.cache_dir`` and the sections ``fedsered train`` never reads (``distill``, ``privacy``, ``sweep``,
-``federation``, ``audit``).
+``federation``, ``audit``) and ``train.default_model``.
+
+``train.default_model`` names the corpus's model of record (the one measured better on it; RESULTS.md): it is listed
+first, a one-seed run's top-level result, and the summary says whether the run's own paired verdict agrees with it.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ STORE = SeedStore(
     spec_name=SPEC_FILE, what="multi-seed training", required=METHODS, folder_per_seed=False,
     exclude={
         "seed": True, "output": True, "distill": True, "privacy": True, "sweep": True, "federation": True,
-        "audit": True, "features": {"cache_dir"},
+        "audit": True, "features": {"cache_dir"}, "train": {"default_model"},
     },
 )  # fmt: skip
 """``DIR/seeds/<seed>.json``; the digest leaves out what a seed does not depend on (module docstring)."""
@@ -81,25 +84,32 @@ def train_seed(cfg: Config, out_dir: Path, progress: StageProgress | None) -> di
     return run_seed(cfg, progress=progress)
 
 
-def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(records: list[dict[str, Any]], *, default_model: str = "cnn") -> dict[str, Any]:
     """Mean ± 95 % CI per model and metric over the seeds, and the paired difference ``PAIRED``.
 
     Args:
         records: seed records (``run_seed``), one per seed.
+        default_model: the config's model of record (``train.default_model``), listed first.
 
     Returns:
         ``seeds``, ``models`` (``{method: {"name", metric: Estimate.to_json()}}``), ``per_seed``
         (``{method: {metric: [value per seed]}}``) and ``paired``
         (``{"cnn - functionals": {metric: Estimate.to_json(), "per_seed": {metric: [difference per seed]}}}``) and
-        ``verdict`` (``verdict`` of the UAR difference).
+        ``verdict`` (``verdict`` of the UAR difference, with ``default_model`` and ``agrees``: false when the
+        seeds show the other model better).
     """
-    per_seed = {m: {k: [float(r[m][k]) for r in records] for k in METRICS} for m in METHODS}
-    models = {m: {"name": records[0][m]["model"]["name"], **estimates(per_seed[m])} for m in METHODS}
+    order = (default_model, *(m for m in METHODS if m != default_model))
+    per_seed = {m: {k: [float(r[m][k]) for r in records] for k in METRICS} for m in order}
+    models = {m: {"name": records[0][m]["model"]["name"], **estimates(per_seed[m])} for m in order}
     a, b = PAIRED
     diff = paired(per_seed[a], per_seed[b])
+    said = verdict(diff["uar"], first=a, second=b)
+    agrees = said["better"] in (None, default_model)
+    if not agrees:
+        said["text"] += f"; this config's train.default_model is {default_model}: the seeds say otherwise"
     return {
         "seeds": [r["seed"] for r in records], "models": models, "per_seed": per_seed,
-        "paired": {f"{a} - {b}": diff}, "verdict": verdict(diff["uar"], first=a, second=b),
+        "paired": {f"{a} - {b}": diff}, "verdict": {**said, "default_model": default_model, "agrees": agrees},
     }  # fmt: skip
 
 
@@ -146,20 +156,21 @@ def to_csv(records: list[dict[str, Any]]) -> str:
     return multi.to_csv(rows(records), CSV_COLUMNS)
 
 
-def results_json(run: dict[str, Any]) -> dict[str, Any]:
+def results_json(run: dict[str, Any], *, default_model: str = "cnn") -> dict[str, Any]:
     """``results.json`` of ``fedsered train``.
 
     Args:
         run: what ``seeds.run_seeds`` returned with ``STORE`` and ``train_seed``.
+        default_model: the config's model of record (``train.default_model``).
 
     Returns:
         ``seeds``, ``rows`` (per seed and model), ``summary`` (``summarise``), ``ran`` and ``resumed``. With a
-        single seed, the top level also carries that seed's CNN result and ``data`` as ``fedsered train`` wrote
-        them before ``--seeds`` existed (``uar``, ``wa``, ``confusion``, ``n_train``, ...).
+        single seed, the top level also carries that seed's result of ``default_model`` and ``data`` as
+        ``fedsered train`` wrote them before ``--seeds`` existed (``uar``, ``wa``, ``confusion``, ``n_train``, ...).
     """
     records = run["records"]
     doc: dict[str, Any] = {}
     if len(records) == 1:
-        doc.update({**records[0]["cnn"], "data": records[0]["data"]})
-    doc.update(multi.results_json(run, rows(records), summarise(records)))
+        doc.update({**records[0][default_model], "data": records[0]["data"]})
+    doc.update(multi.results_json(run, rows(records), summarise(records, default_model=default_model)))
     return doc
