@@ -1,6 +1,7 @@
 """The scaling benchmark's settings (``--set`` overrides of ``configs/default.yaml``), in a module of their own so
-that ``benchmarks/client_memory.py`` reads them without importing anything. The corpus is set in full (18 training
-speakers of 24 x 5 utterances), so the workload stays what BENCHMARKS.md measured when the default corpus changed."""
+that ``benchmarks/client_memory.py`` reads them without importing anything. The corpus is set in full (24 speakers
+of 120 utterances, 18 of them training), so the workload stays what BENCHMARKS.md measured when the default
+corpus changed."""
 
 COMMON = [
     "data.embedded.n_speakers=24", "data.embedded.utterances_per_emotion=24", "data.test_speakers=0.25",

@@ -84,7 +84,7 @@ def train_seed(cfg: Config, out_dir: Path, progress: StageProgress | None) -> di
     return run_seed(cfg, progress=progress)
 
 
-def summarise(records: list[dict[str, Any]], *, default_model: str = "cnn") -> dict[str, Any]:
+def summarise(records: list[dict[str, Any]], *, default_model: str) -> dict[str, Any]:
     """Mean ± 95 % CI per model and metric over the seeds, and the paired difference ``PAIRED``.
 
     Args:
@@ -156,7 +156,7 @@ def to_csv(records: list[dict[str, Any]]) -> str:
     return multi.to_csv(rows(records), CSV_COLUMNS)
 
 
-def results_json(run: dict[str, Any], *, default_model: str = "cnn") -> dict[str, Any]:
+def results_json(run: dict[str, Any], *, default_model: str) -> dict[str, Any]:
     """``results.json`` of ``fedsered train``.
 
     Args:
