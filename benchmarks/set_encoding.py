@@ -55,7 +55,8 @@ def one_seed(seed: int, overrides: list[str], config: str) -> dict[str, Any]:
                         init_state=theta0)  # fmt: skip
         model = train_global(agg, cfg=cfg, init_state=theta0, seed=server_seed(seed, "train", 1),
                              n_classes=data.n_classes)  # fmt: skip
-        row[enc] = {"uar": score(model, data.test, n_classes=data.n_classes)["uar"],
+        m = score(model, data.test, n_classes=data.n_classes, threads=cfg.federation.server_threads)
+        row[enc] = {"uar": m["uar"],
                     "bytes": sum(payload_bytes(s, encoding=enc) for s in res.sets.values())}  # fmt: skip
     if row["float32"]["uar"] != res.uar:
         raise SystemExit(f"seed {seed}: the float32 replay gave {row['float32']['uar']} but the pipeline {res.uar}")

@@ -30,6 +30,7 @@ def tiny_overrides(tmp: Path) -> list[str]:
         "features.segment_s=1.2", "features.n_mels=32", f"features.cache_dir={tmp / 'cache'}",
         "model.name=cnn_iot", "model.width=4", "train.epochs=2", "federation.num_clients=2", "federation.ipc=1",
         "distill.dm_iterations=3", "distill.eval_epochs=3", "federation.fedavg_rounds=2",
+        "federation.server_threads=1",  # tiny models: a second thread is pure overhead beside pytest's other worker
     ]  # fmt: skip
 
 
@@ -335,3 +336,26 @@ def test_privacy_override_for_an_unknown_client_is_refused(tiny: tuple[Config, D
     bad = load_config(DEFAULT, [*tiny_overrides(tmp_path), "privacy.enabled=true", "privacy.clients={client-99: {}}"])
     with pytest.raises(ConfigError, match=r"privacy\.clients\.client-99: no client 'client-99'.*client-0"):
         run_pipeline(bad, data, pipeline="synthetic", seed=0)
+
+
+def test_the_server_trains_and_scores_at_its_own_pinned_thread_count(tiny: tuple[Config, Dataset]) -> None:
+    """The server is a machine, not an IoT device: ``federation.server_threads`` (default 2) pins its training and
+    scoring, so the global model is the same whatever count the caller runs torch at; clients keep train.threads."""
+    from fedsered.config import load_config as _load
+    from fedsered.federation.server import global_train_config
+
+    cfg, data = tiny
+    assert _load(DEFAULT).federation.server_threads == 2
+    two = cfg.model_copy(update={"federation": cfg.federation.model_copy(update={"server_threads": 2})})
+    assert global_train_config(two, "pooled").threads == 2 and global_train_config(two, "synthetic").threads == 2
+    assert two.train.threads == 1  # the clients' count is untouched
+    states = []
+    for caller in (1, 2):
+        torch.set_num_threads(caller)
+        try:
+            res = run_pipeline(two, data, pipeline="raw_sharing", seed=3)
+            assert torch.get_num_threads() == caller  # restored after training and scoring
+        finally:
+            torch.set_num_threads(1)
+        states.append({k: v.detach().clone() for k, v in res.model.state_dict().items()})
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])

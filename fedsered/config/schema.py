@@ -459,6 +459,14 @@ class FederationConfig(_Section):
     baselines: tuple[FederatedPipeline, ...] = Field(
         ("pooled", "raw_sharing", "random_subset", "fedavg"), description="pipelines compared with synthetic sharing"
     )
+    server_threads: int = Field(
+        2,
+        ge=1,
+        le=256,
+        description="torch threads of the server's global-model training and scoring (the server is a machine, "
+        "not an IoT device; clients train and distil at train.threads). Pinned like train.threads, so a global "
+        "model is bit-identical at the same count whatever the caller or the machine set",
+    )
     linear_reference: bool = Field(
         True,
         description="also fit the log-Mel functionals logistic regression on the examples the server trains the "

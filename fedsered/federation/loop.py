@@ -193,7 +193,7 @@ def run_federation(
             updates = [p for _, p in accepted if isinstance(p, tuple)]
             state = fedavg_average([u for u, _ in updates], [w for _, w in updates])
             model = model_from_arrays(state, cfg=cfg, n_classes=server.n_classes)
-        m = score(model, server.test, n_classes=server.n_classes)
+        m = score(model, server.test, n_classes=server.n_classes, threads=cfg.federation.server_threads)
         rounds.append(RoundRecord(round=r, uar=m["uar"], wa=m["wa"], bytes_up=sum(x.bytes_up for x in recs),
                                   server_seconds=time.perf_counter() - t,
                                   server_cpu_seconds=time.thread_time() - t_cpu))  # fmt: skip
@@ -222,7 +222,7 @@ def _pooled(
     agg = raw_client(server.pooled, cfg=cfg, client_id="pooled", n_classes=server.n_classes)
     model = train_global(agg, cfg=cfg, init_state=theta0, seed=server_seed(seed, "train"), n_classes=server.n_classes,
                          pipeline="pooled")  # fmt: skip
-    m = score(model, server.test, n_classes=server.n_classes)
+    m = score(model, server.test, n_classes=server.n_classes, threads=cfg.federation.server_threads)
     return PipelineResult(
         pipeline="pooled", uar=m["uar"], wa=m["wa"], confusion=m["confusion"], clients=[],
         rounds=[RoundRecord(round=1, uar=m["uar"], wa=m["wa"], bytes_up=0)], seconds=time.perf_counter() - start,

@@ -2,7 +2,10 @@
 
 Small shared sets (synthetic, random subset) are trained with the distillation evaluation protocol
 (``distill.eval_epochs``, ``eval_lr``, ``eval_batch_size``: the setting the sets were made for); full real data
-(raw sharing, pooled) with the ``train`` section, as the centralised baseline.
+(raw sharing, pooled) with the ``train`` section, as the centralised baseline. The server trains and scores at
+``federation.server_threads`` torch threads (default 2: the server is a machine; clients run at ``train.threads``):
+pinned, so a global model is bit-identical at that count whatever the caller set. Two threads halve the wall time
+of the server's steps, the larger part of ``make run`` (BENCHMARKS.md).
 
 Beside the CNN, ``linear_reference`` fits the field's simple baseline on the same examples: utterance functionals of
 the log-Mel (mean and standard deviation over time of every mel bin) into the logistic regression of the centralised
@@ -26,6 +29,7 @@ from fedsered.distill import eval_train_config
 from fedsered.distill.synthetic_set import SyntheticSet
 from fedsered.errors import DataError
 from fedsered.models import build_model
+from fedsered.training.threads import torch_threads
 from fedsered.training.train import evaluate, train_model
 
 FULL_DATA_KINDS: tuple[str, ...] = ("raw_sharing", "pooled")
@@ -33,8 +37,9 @@ FULL_DATA_KINDS: tuple[str, ...] = ("raw_sharing", "pooled")
 
 
 def global_train_config(cfg: Config, pipeline: str) -> TrainConfig:
-    """Training settings of the global model for ``pipeline``."""
-    return cfg.train if pipeline in FULL_DATA_KINDS else eval_train_config(cfg.distill, cfg.train)
+    """Training settings of the global model for ``pipeline``, at the server's thread count."""
+    base = cfg.train if pipeline in FULL_DATA_KINDS else eval_train_config(cfg.distill, cfg.train)
+    return base.model_copy(update={"threads": cfg.federation.server_threads})
 
 
 def train_global(
@@ -104,9 +109,11 @@ def model_from_arrays(arrays: dict[str, np.ndarray], *, cfg: Config, n_classes: 
     return build_model(cfg.model, n_classes=n_classes, init_state=state).eval()
 
 
-def score(model: nn.Module, test: FeatureSet, *, n_classes: int) -> dict[str, Any]:
-    """UAR, WA and confusion of ``model`` on the held-out test speakers."""
-    m = evaluate(model, test.x, test.y, n_classes=n_classes)
+def score(model: nn.Module, test: FeatureSet, *, n_classes: int, threads: int) -> dict[str, Any]:
+    """UAR, WA and confusion of ``model`` on the held-out test speakers, at ``threads`` torch threads
+    (``federation.server_threads``)."""
+    with torch_threads(threads):
+        m = evaluate(model, test.x, test.y, n_classes=n_classes)
     return {"uar": float(m["uar"]), "wa": float(m["wa"]), "confusion": m["confusion"]}
 
 
