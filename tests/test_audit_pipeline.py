@@ -273,9 +273,22 @@ def _processes_mentioning(text: str) -> list[int]:
     return pids
 
 
-def test_ray_runs_match_sequential_and_clean_up(tiny_data: tuple[Config, Dataset], tmp_path: Path) -> None:
+def test_ray_runs_match_sequential_and_clean_up(
+    tiny_data: tuple[Config, Dataset], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import privacy_audits.shadows as shadows
+
     cfg, data = tiny_data
     plan = make_plan(cfg, data)
+    given: list[Path] = []  # the RAY_TMPDIR this run gave Ray (a short link when the run folder's path is long)
+
+    def recording(out_dir: Path) -> tuple[Path, Path | None]:
+        path, link = real_tmpdir(out_dir)
+        given.append(path)
+        return path, link
+
+    real_tmpdir = shadows.ray_tmpdir
+    monkeypatch.setattr(shadows, "ray_tmpdir", recording)
     seq = run_shadows(cfg, data, plan, targets=["random_subset"], workers=0, out_dir=tmp_path / "seq")[0]
     par = run_shadows(cfg, data, plan, targets=["random_subset"], workers=2, out_dir=tmp_path / "par")[0]
     for a, b in zip(seq["random_subset"], par["random_subset"], strict=True):
@@ -284,9 +297,11 @@ def test_ray_runs_match_sequential_and_clean_up(tiny_data: tuple[Config, Dataset
         assert a.dcr_feature is not None and b.dcr_feature is not None
         np.testing.assert_allclose(a.dcr_feature, b.dcr_feature, rtol=1e-6)
     assert (tmp_path / "par" / "ray").is_dir()  # RAY_TMPDIR lives under the run folder
-    marker = str((tmp_path / "par" / "ray").resolve())
+    assert given, "run_shadows with workers must start Ray under ray_tmpdir"
+    # this run's processes only (by the paths it gave Ray): another Ray on the machine, e.g. a user's audit, is not ours
+    markers = {str((tmp_path / "par" / "ray").resolve()), *(str(p) for p in given)}
     deadline = time.monotonic() + 20
-    while (left := [p for p in _processes_mentioning("fsa-") + _processes_mentioning(marker) if p != os.getpid()]):
+    while (left := sorted({p for m in markers for p in _processes_mentioning(m)} - {os.getpid()})):
         if time.monotonic() > deadline:
             pytest.fail(f"Ray processes left running: {left}")
         time.sleep(0.5)
