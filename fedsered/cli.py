@@ -312,7 +312,8 @@ def cmd_distill(args: argparse.Namespace, cfg: Config) -> int:
 
 def _simulate_tables(result: ComparisonResult) -> tuple[Table, Table]:
     facts = result.facts
-    clients = Table(title=f"clients ({facts.get('method')}, ipc {facts.get('ipc')}, {facts.get('mode')})")
+    method = f"{facts.get('method')}{', server synthesis' if facts.get('merf_synthesis') == 'server' else ''}"
+    clients = Table(title=f"clients ({method}, ipc {facts.get('ipc')}, {facts.get('mode')})")
     for col in ("client", "round", "status", "bytes up", "seconds", "peak RSS MB", "ε", "note"):
         clients.add_column(col, justify="left" if col in ("client", "status", "note") else "right")
     for c in result.main.clients:

@@ -54,7 +54,7 @@ def task_of(msg: Message) -> Task:
         raise DataError(f"server instruction: expected the {TASK_KEY!r} config and the {STATE_KEY!r} arrays")
     instr = content.config_records[TASK_KEY]
     pipeline = next((p for p in PIPELINES if p == instr.get("pipeline")), None)
-    kinds: dict[object, TaskKind] = {"share": "share", "update": "update"}
+    kinds: dict[object, TaskKind] = {"share": "share", "update": "update", "statistics": "statistics"}
     kind = kinds.get(instr.get("kind"))
     if pipeline is None or kind is None:
         raise DataError(f"server instruction: unknown pipeline {str(instr.get('pipeline'))[:40]!r} or kind "

@@ -64,7 +64,7 @@ def test_merf_fit_lowers_the_loss_and_moves_the_set_towards_the_real_class_means
     assert hist[-1] < hist[0] / 5
     # independently: the distance of the set's clipped class-mean embeddings to the exact real class means
     nets = merf.merf_nets(task, CFG.merf_networks)
-    means = merf.release_means(nets, task.x, task.y, n_classes=N_CLASSES, dp=None)
+    means = merf.means_of(*merf.release_sums(nets, task.x, task.y, n_classes=N_CLASSES, dp=None))
 
     def dist(x: np.ndarray) -> float:
         with torch.no_grad():
@@ -121,15 +121,17 @@ def test_merf_touches_the_real_data_once_per_net_and_never_after_the_release(mon
     assert not any(grad for _, _, grad in real)  # the release's forward passes, under no_grad
     assert {n for _, n, _ in calls} == {N_REAL, IPC * N_CLASSES}  # otherwise only the synthetic set is embedded
 
-    release = merf.release_means
+    release = merf.release_sums
 
-    def release_then_scramble(nets: merf.ConcatEmbedding, x: np.ndarray, y: np.ndarray, **kw: Any) -> torch.Tensor:
+    def release_then_scramble(
+        nets: merf.ConcatEmbedding, x: np.ndarray, y: np.ndarray, **kw: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         out = release(nets, x, y, **kw)
         x[...] = np.random.default_rng(0).normal(size=x.shape)  # the real data changes after the release
         y[...] = 0
         return out
 
-    monkeypatch.setattr(merf, "release_means", release_then_scramble)
+    monkeypatch.setattr(merf, "release_sums", release_then_scramble)
     task = _task(data)
     scrambled = merf.distil_merf(task, CFG, dp=_spec(5))
     assert not np.array_equal(task.x, data.x)  # the scramble did happen
@@ -137,7 +139,7 @@ def test_merf_touches_the_real_data_once_per_net_and_never_after_the_release(mon
     # and the set is synthesise(released means, public start): nothing else about the data enters
     fresh = _task(data)
     nets = merf.merf_nets(fresh, CFG.merf_networks)
-    means = release(nets, fresh.x, fresh.y, n_classes=N_CLASSES, dp=_spec(5))
+    means = merf.means_of(*release(nets, fresh.x, fresh.y, n_classes=N_CLASSES, dp=_spec(5)))
     x_post, hist = merf.synthesise(nets, means, fresh.x_init, fresh.y_init, cfg=CFG, max_norm=1.0)
     assert np.array_equal(x_post, reference[0]) and hist == reference[2]["loss_history"]
 
@@ -150,7 +152,7 @@ def test_merf_noise_comes_from_the_secret_seed_not_the_run_seed() -> None:
     assert np.array_equal(a, b)
     assert not np.allclose(a, c)
     nets = merf.merf_nets(_task(data), CFG.merf_networks)
-    m11, m12 = (merf.release_means(nets, data.x, data.y, n_classes=N_CLASSES, dp=_spec(s)) for s in (11, 12))
+    m11, m12 = (merf.release_sums(nets, data.x, data.y, n_classes=N_CLASSES, dp=_spec(s))[0] for s in (11, 12))
     assert not torch.allclose(m11, m12)
 
 

@@ -1,8 +1,8 @@
 """The Flower App on Flower's Ray simulation engine, against the same loop run in-process.
 
-Three Ray runs: faulty clients and a missing node; every pipeline (multi-round synthetic sharing and each baseline)
-compared with the in-process transport for one seed — same global model, UAR and bytes; and a DP run whose ledgers
-refuse an over-budget round. A run costs ~30-60 s on the shared 2-core box.
+Three Ray runs: faulty clients and a missing node; every pipeline (synthetic sharing by server-side merf synthesis,
+and each baseline) compared with the in-process transport for one seed — same global model, UAR and bytes; and a DP
+run whose ledgers refuse an over-budget round. A run costs ~30-60 s on the shared 2-core box.
 """
 
 from __future__ import annotations
@@ -126,9 +126,11 @@ ALL_BASELINES = ("pooled", "raw_sharing", "random_subset", "fedavg", "dp_fedavg"
 
 
 def equal_overrides(tmp: Path) -> list[str]:
-    """Three clients, multi-round synthetic sharing (2 rounds) and every baseline (FedAvg 2 rounds)."""
+    """Three clients, synthetic sharing by server-side merf synthesis (a statistics task: sums and counts travel) and
+    every baseline (FedAvg 2 rounds: the global state goes back to the clients each round)."""
     return [
-        *tiny(tmp, speakers=4, test=0.25, clients=3), "federation.mode=multi_round", "federation.rounds=2",
+        *tiny(tmp, speakers=4, test=0.25, clients=3), "federation.method=merf", "federation.merf_synthesis=server",
+        "distill.merf_networks=2", "distill.merf_iterations=5",
         "federation.fedavg_rounds=2", f"federation.baselines=[{', '.join(ALL_BASELINES)}]",
         "federation.fedavg_until_reached=false",  # every FedAvg round, as run_pipeline runs them (stop: test_federated)
         "federation.node_wait_s=30", "privacy.target_epsilon=4",
@@ -163,6 +165,8 @@ def test_every_pipeline_is_the_same_through_flower_and_in_process(
     ]
     assert [c["privacy"] for c in flower["clients"]] == [c.privacy for c in direct.clients]
     assert direct.model is not None
+    if pipeline == "synthetic":  # statistics travelled, not sets: the server synthesised the one set
+        assert direct.sets == {} and direct.shared is not None and direct.shared.meta["method"] == "merf-server"
     saved = np.load(out / "models" / f"{pipeline}.npz")
     for name, value in direct.model.state_dict().items():
         assert np.array_equal(saved[name], value.numpy()), name

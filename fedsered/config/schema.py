@@ -441,6 +441,13 @@ class FederationConfig(_Section):
         "one_shot", description="one round, or FedDM-style rounds: clients re-distil against the current global model"
     )
     rounds: int = Field(3, ge=1, le=1000, description="rounds of mode=multi_round")
+    merf_synthesis: Literal["client", "server"] = Field(
+        "client",
+        description="method merf only: client = every client synthesises and shares its own set; server = every "
+        "client uploads its one release (noisy per-class sums and counts of clipped embeddings under networks drawn "
+        "from the run seed), the server adds them and synthesises one set of server_ipc (default ipc x clients) per "
+        "class from noise: post-processing of the releases, the noise of 8 clients averaged out instead of each one's",
+    )
     rebalance: bool = Field(
         True, description="server repeats examples of smaller classes of the union up to the largest class's count"
     )
@@ -524,6 +531,15 @@ class FederationConfig(_Section):
     ray_address: str | None = Field(
         None, description="join an existing cluster (`ray start --head` prints it, e.g. 127.0.0.1:6379)"
     )
+
+    @model_validator(mode="after")
+    def _check_synthesis(self) -> FederationConfig:
+        if self.merf_synthesis == "server" and (self.method != "merf" or self.mode != "one_shot"):
+            raise ValueError(
+                f"merf_synthesis: server needs method: merf and mode: one_shot, got method {self.method}, "
+                f"mode {self.mode}"
+            )
+        return self
 
 
 class AuditConfig(_Section):

@@ -17,6 +17,9 @@ noise with ``ipc`` rows for every class (real starts, and which classes a client
 accounting), and ``meta["privacy"]`` holds the release's privacy object. With a ``ledger`` the release is checked
 against the client's budget before any work (refused: ``PrivacyBudgetError``, nothing produced) and recorded after.
 
+``release_statistics`` is merf's release alone (per-class sums and counts of clipped embeddings under networks every
+client shares), for a server that adds the clients' releases and synthesises one set (``federation.merf_synthesis``).
+
 Every method runs at ``threads`` torch threads (``fedsered.training.threads``): a set is bit-identical across
 machines and callers only at a fixed count.
 """
@@ -38,7 +41,7 @@ from fedsered.distill.dp import plan_dp
 from fedsered.distill.formation import pack
 from fedsered.distill.gm import distil_gm
 from fedsered.distill.init import LearnTask, initial_synthetic, plan_classes
-from fedsered.distill.merf import distil_merf
+from fedsered.distill.merf import distil_merf, embedding_nets, release_sums
 from fedsered.distill.mtt import distil_mtt
 from fedsered.distill.synthetic_set import SyntheticSet, make_meta, validate_set
 from fedsered.errors import ConfigError, DataError
@@ -246,9 +249,7 @@ def _distil_dp(
                      seed=seed)  # fmt: skip
     x_syn, y_syn, extra = _LEARNED[job.method](task, job.cfg, progress=progress, dp=spec)
     extra["init_mode"] = "noise-dp"
-    obj = privacy_object([release], delta=privacy.delta, accountant=privacy.accountant)
-    obj.update({"max_grad_norm": spec.max_grad_norm, "target_epsilon": privacy.target_epsilon,
-                **reproducible_note(spec.reproducible)})  # fmt: skip
+    obj = _privacy_of(spec, privacy)
     plan: dict[str, Any] = {"ipc_effective": [job.ipc] * n_classes, "missing_classes": [], "repeated_classes": []}
     if job.cfg.formation > 1:
         plan["formation"] = job.cfg.formation
@@ -256,3 +257,82 @@ def _distil_dp(
     if ledger is not None:
         ledger.record(release)
     return s
+
+
+def _privacy_of(spec: DPSpec, privacy: ClientPrivacy) -> dict[str, Any]:
+    """The privacy object of one release of ``spec`` (what the shared set or statistics carry)."""
+    obj = privacy_object([spec.release()], delta=privacy.delta, accountant=privacy.accountant)
+    obj.update({"max_grad_norm": spec.max_grad_norm, "target_epsilon": privacy.target_epsilon,
+                **reproducible_note(spec.reproducible)})  # fmt: skip
+    return obj
+
+
+@dataclass(frozen=True)
+class MerfStatistics:
+    """A client's one-shot merf release for server-side synthesis: what it uploads instead of a set.
+
+    Attributes:
+        sums: ``[n_classes, K·d]`` float32 per-class sums of the clipped embeddings (noisy under DP).
+        counts: ``[n_classes]`` float32 per-class counts (noisy under DP).
+        privacy: the release's privacy object (as ``distil``'s ``meta["privacy"]``), or ``None`` without DP.
+    """
+
+    sums: np.ndarray
+    counts: np.ndarray
+    privacy: dict[str, Any] | None
+
+
+def release_statistics(
+    data: FeatureSet,
+    *,
+    cfg: DistillConfig,
+    model_cfg: ModelConfig,
+    n_classes: int,
+    init_state: dict[str, torch.Tensor] | None,
+    nets_seed: int,
+    seed: int,
+    client_id: str | None = None,
+    privacy: ClientPrivacy | None = None,
+    ledger: PrivacyLedger | None = None,
+    threads: int = 1,
+) -> MerfStatistics:
+    """merf's release alone (``merf.release_sums``), for a server that adds every client's release and synthesises
+    one set from the totals (``federation.merf_synthesis: server``): nothing is synthesised here.
+
+    Args:
+        data: the client's real features.
+        cfg: the ``distill`` section (``merf_networks``).
+        model_cfg: the embedding networks' architecture.
+        n_classes: classes of the task (every class is released, held or not).
+        init_state: θ₀ (network 0), or ``None``.
+        nets_seed: the seed of the networks, the same for every client of the run (public, data-independent).
+        seed: the client's seed (the DP noise comes from its secret seed, ``calibrate``).
+        client_id: named in errors.
+        privacy: the client's DP settings, or ``None`` for exact sums and counts.
+        ledger: the client's privacy ledger: checked before, recorded after the release.
+        threads: torch threads of the embedding passes.
+
+    Returns:
+        The statistics and their privacy object.
+
+    Raises:
+        DataError: the client holds no example, or labels outside ``[0, n_classes)``.
+        ConfigError: a target ε the one release cannot meet.
+        PrivacyBudgetError: the ledger refuses the release.
+    """
+    if len(data) == 0:
+        raise DataError(f"client {client_id or '(centralised)'}: no examples to release statistics of")
+    if data.y.min() < 0 or data.y.max() >= n_classes:
+        raise DataError(f"client {client_id or '(centralised)'}: labels outside [0, {n_classes})")
+    spec = plan_dp("merf", cfg=cfg, privacy=privacy, seed=seed) if privacy is not None else None
+    if ledger is not None and spec is not None:
+        ledger.check(spec.release())
+    with torch_threads(threads):
+        nets = embedding_nets(model_cfg, n_classes=n_classes, init_state=init_state, seed=nets_seed,
+                              k=cfg.merf_networks)  # fmt: skip
+        sums, counts = release_sums(nets, data.x, data.y, n_classes=n_classes, dp=spec)
+    obj = _privacy_of(spec, privacy) if spec is not None and privacy is not None else None
+    if ledger is not None and spec is not None:
+        ledger.record(spec.release())
+    return MerfStatistics(sums=sums.numpy().astype(np.float32), counts=counts.numpy().astype(np.float32),
+                          privacy=obj)  # fmt: skip

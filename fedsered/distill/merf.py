@@ -3,7 +3,7 @@ in place of random Fourier features).
 
 The method owns two strictly separated phases:
 
-1. **Release** (``release_means``, the only function that sees the real data): K = ``merf_networks`` frozen networks
+1. **Release** (``release_sums``, the only function that sees the real data): K = ``merf_networks`` frozen networks
    (``networks.network_state("merf", k)``; the first is θ₀ when one is given) embed every real example once; an
    example's embedding is the concatenation of its ``model.embed`` under the K nets, each part divided by √K (the
    row's scale does not grow with K). Rows are clipped to ``embedding_bound(C)`` and the per-class means are
@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedsered.config import DistillConfig, PrivacyConfig
+from fedsered.config import DistillConfig, ModelConfig, PrivacyConfig
 from fedsered.distill.dm import dp_dm_loss, embed
-from fedsered.distill.init import LearnTask, class_index
+from fedsered.distill.init import LearnTask
 from fedsered.distill.networks import frozen_net, network_state
 from fedsered.distill.optim import feature_update, learnable_features
 from fedsered.privacy.embeddings import embedding_bound, noisy_embedding_sums
@@ -63,30 +63,42 @@ class ConcatEmbedding(nn.Module):
 
 def merf_nets(task: LearnTask, k: int) -> ConcatEmbedding:
     """The ``k`` frozen embedding networks of ``task`` (network 0 is θ₀ when ``task.init_state`` is given)."""
-    states = [network_state("merf", i, model_cfg=task.model_cfg, n_classes=task.n_classes,
-                            init_state=task.init_state, seed=task.seed) for i in range(k)]  # fmt: skip
-    return ConcatEmbedding([frozen_net(s, model_cfg=task.model_cfg, n_classes=task.n_classes) for s in states])
+    return embedding_nets(task.model_cfg, n_classes=task.n_classes, init_state=task.init_state, seed=task.seed, k=k)
 
 
-def release_means(
+def embedding_nets(
+    model_cfg: ModelConfig, *, n_classes: int, init_state: dict[str, torch.Tensor] | None, seed: int, k: int
+) -> ConcatEmbedding:
+    """The ``k`` frozen networks drawn from ``seed`` (network 0 is ``init_state`` when given). Server synthesis draws
+    them from the public run seed, so every client embeds with the same nets and the server can add the releases."""
+    states = [network_state("merf", i, model_cfg=model_cfg, n_classes=n_classes, init_state=init_state, seed=seed)
+              for i in range(k)]  # fmt: skip
+    return ConcatEmbedding([frozen_net(s, model_cfg=model_cfg, n_classes=n_classes) for s in states])
+
+
+def release_sums(
     nets: ConcatEmbedding, x: np.ndarray, y: np.ndarray, *, n_classes: int, dp: DPSpec | None
-) -> torch.Tensor:
-    """The release: ``[n_classes, K·d]`` per-class means of the clipped embeddings of ALL of ``x`` (the only use of
-    the real data; see the module docstring). Under ``dp`` one Gaussian step at q = 1 with noise from
-    ``dp.noise_seed``; without, exact means (a class without examples gets zeros)."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The release: ``(sums [n_classes, K·d], counts [n_classes])`` of the clipped embeddings of ALL of ``x`` (the
+    only use of the real data; see the module docstring). Under ``dp`` one Gaussian step at q = 1 with noise from
+    ``dp.noise_seed`` (both noisy); without, exact sums and counts under the same clipping."""
     xr = torch.from_numpy(np.ascontiguousarray(x))
     with torch.no_grad():
         emb = torch.cat([nets.embed(xr[i : i + REAL_CHUNK]) for i in range(0, len(xr), REAL_CHUNK)])
+    labels = torch.from_numpy(np.ascontiguousarray(y))
     if dp is None:
         rows = clip_rows(emb, embedding_bound(NON_DP_MAX_NORM))
-        means = rows.new_zeros((n_classes, rows.shape[1]))
-        for c in np.unique(y):
-            means[int(c)] = rows[class_index(y, int(c))].mean(dim=0)
-        return means
-    sums, counts = noisy_embedding_sums(
-        emb, torch.from_numpy(np.ascontiguousarray(y)), n_classes=n_classes, max_norm=dp.max_grad_norm,
-        noise_multiplier=dp.noise_multiplier, generator=torch_generator(dp.noise_seed, "merf/dp-noise"),
+        sums = rows.new_zeros((n_classes, rows.shape[1])).index_add_(0, labels, rows)
+        return sums, torch.bincount(labels, minlength=n_classes).to(rows.dtype)
+    return noisy_embedding_sums(
+        emb, labels, n_classes=n_classes, max_norm=dp.max_grad_norm, noise_multiplier=dp.noise_multiplier,
+        generator=torch_generator(dp.noise_seed, "merf/dp-noise"),
     )  # fmt: skip
+
+
+def means_of(sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Per-class means from released sums and counts (post-processing): a count below 1 (a class nobody holds, or
+    noise) divides by 1."""
     return sums / counts.clamp_min(1.0).unsqueeze(1)
 
 
@@ -113,14 +125,14 @@ def synthesise(
 def distil_merf(
     task: LearnTask, cfg: DistillConfig, *, progress: Progress | None = None, dp: DPSpec | None = None
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Distil ``task.x, task.y`` by one release of per-class mean embeddings (``release_means``), then
+    """Distil ``task.x, task.y`` by one release of per-class mean embeddings (``release_sums``, ``means_of``), then
     post-processing (``synthesise``); the contract of ``dm.distil_dm``, with ``cfg``'s merf_networks, merf_iterations,
     lr_img and img_optimizer, and ``dp`` (or ``None``) one step at sample rate 1. ``meta``: ``loss_history`` (one loss
     per update) and ``merf_networks``."""
     if dp is not None and (dp.steps != 1 or dp.sample_rate != 1.0):
         raise ValueError(f"merf releases once at sample rate 1; DP spec has {dp.steps} steps at {dp.sample_rate}")
     nets = merf_nets(task, cfg.merf_networks)
-    means = release_means(nets, task.x, task.y, n_classes=task.n_classes, dp=dp)
+    means = means_of(*release_sums(nets, task.x, task.y, n_classes=task.n_classes, dp=dp))
     max_norm = dp.max_grad_norm if dp is not None else NON_DP_MAX_NORM
     x_syn, history = synthesise(nets, means, task.x_init, task.y_init, cfg=cfg, max_norm=max_norm, progress=progress)
     meta = {"loss_history": history, "merf_networks": cfg.merf_networks}

@@ -1,7 +1,8 @@
 """The server's checks on what a client sent: nothing in a reply is used before it passed them.
 
 ``accept_set`` decodes a shared set from the run's ``federation.set_encoding`` to float32 (size cap before decoding,
-then the encoding's arrays and dtypes, shape, finiteness, labels, the claimed client id); ``accept_update`` checks a
+then the encoding's arrays and dtypes, shape, finiteness, labels, the claimed client id); ``accept_statistics`` checks
+merf statistics (names, float32 shapes, finiteness, the claimed client id); ``accept_update`` checks a
 model update against θ₀'s names, shapes and dtypes, finiteness, and its metadata (an example count within
 ``federation.max_client_examples`` when FedAvg weights by it; the DP release of a DP-FedAvg round). ``release_privacy``
 turns a reply's privacy object into the server's own: its releases parsed and ε recomputed by the accountant from them,
@@ -176,3 +177,41 @@ def accept_update(
             raise PayloadError(f"{cid}: parameter {name} holds non-finite values")
         arrays[name] = arr
     return arrays, weight, privacy
+
+
+def accept_statistics(
+    reply: Reply, *, n_classes: int, dim: int, max_bytes: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | None]:
+    """A client's merf statistics (``federation.merf_synthesis: server``) and the server's privacy object for them.
+
+    Args:
+        reply: the client's reply: arrays ``sums`` (float32 ``[n_classes, dim]``) and ``counts`` (float32
+            ``[n_classes]``), metadata naming the client and its release.
+        n_classes: classes of the task.
+        dim: the embedding width the server's networks give (K nets x the model's embedding).
+        max_bytes: cap on the reply, checked before decoding.
+
+    Raises:
+        PayloadError: other arrays, shapes or dtypes, non-finite values, an oversized reply, metadata claiming
+            another client, a malformed release.
+    """
+    cid = reply.client_id
+    if reply.wire_bytes > max_bytes:
+        raise PayloadError(f"{cid}: payload of {reply.wire_bytes} bytes is above the cap of {max_bytes} bytes")
+    if set(reply.arrays) != {"sums", "counts"}:
+        raise PayloadError(f"{cid}: statistics must be the arrays sums and counts, got {sorted(reply.arrays)[:4]}")
+    meta = _meta(reply)
+    if meta.get("client_id") != cid:
+        raise PayloadError(f"{cid}: statistics claim client_id {str(meta.get('client_id'))[:40]!r}")
+    out: dict[str, np.ndarray] = {}
+    for name, shape in (("sums", (n_classes, dim)), ("counts", (n_classes,))):
+        try:
+            arr = np.asarray(reply.to_numpy(reply.arrays[name]))
+        except (ValueError, TypeError, OSError, EOFError) as exc:
+            raise PayloadError(f"{cid}: undecodable {name} ({exc.__class__.__name__})") from None
+        if arr.shape != shape or arr.dtype != np.float32:
+            raise PayloadError(f"{cid}: {name} is {arr.dtype} {list(arr.shape)}, expected float32 {list(shape)}")
+        if not np.isfinite(arr).all():
+            raise PayloadError(f"{cid}: {name} holds non-finite values")
+        out[name] = arr
+    return out["sums"], out["counts"], release_privacy(meta.get("privacy"), source=cid)

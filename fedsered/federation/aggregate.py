@@ -4,13 +4,16 @@
 re-distils the union to ``federation.server_ipc`` examples per class (``distil`` with the clients' method, for θ₀) or,
 when ``federation.rebalance`` is on, repeats examples of smaller classes (seeded draw) until every present class has
 as many rows as the largest — the sampling form of class-balanced training. A class no client holds stays absent and
-is listed in ``meta["missing_classes"]``. ``fedavg_average`` is the example-weighted mean of model updates used by the
-direct path (the Flower path uses ``flwr.serverapp.strategy.FedAvg``).
+is listed in ``meta["missing_classes"]``. ``synthesise_from_statistics`` is the server's side of
+``federation.merf_synthesis: server``: it adds the clients' merf releases (per-class sums and counts), takes the
+means of the totals and synthesises one set from Gaussian noise under the same networks (post-processing of the
+releases; no client data, no client set). ``fedavg_average`` is the weighted mean of model updates (both transports).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,10 +22,14 @@ import torch
 from fedsered.config import Config
 from fedsered.data.types import FeatureSet
 from fedsered.distill import distil
+from fedsered.distill.api import init_id
 from fedsered.distill.formation import training_examples
+from fedsered.distill.merf import NON_DP_MAX_NORM, embedding_nets, means_of, synthesise
 from fedsered.distill.synthetic_set import SyntheticSet, make_meta, validate_set
 from fedsered.errors import DataError
+from fedsered.federation.client import feature_settings, nets_seed
 from fedsered.seeding import rng
+from fedsered.training.threads import torch_threads
 
 
 def union_per_class(sets: Sequence[SyntheticSet], *, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -119,6 +126,76 @@ def aggregate(
     )  # fmt: skip
     out = SyntheticSet(x=x, y=y, meta=meta)
     validate_set(out, n_classes=n_classes, expected_shape=sets[0].input_shape, max_bytes=None, source="aggregate")
+    return out
+
+
+@dataclass(frozen=True)
+class ClientStatistics:
+    """One client's accepted merf release: its id, per-class ``sums`` ``[n_classes, K·d]`` and ``counts``
+    ``[n_classes]`` (float32, noisy under DP), and the server's privacy object for it (``None`` without DP)."""
+
+    client_id: str
+    sums: np.ndarray
+    counts: np.ndarray
+    privacy: dict[str, Any] | None
+
+
+def synthesise_from_statistics(
+    stats: Sequence[ClientStatistics],
+    *,
+    cfg: Config,
+    n_classes: int,
+    input_shape: tuple[int, ...],
+    seed: int,
+    run_seed: int,
+    init_state: dict[str, torch.Tensor],
+) -> SyntheticSet:
+    """The server's one synthetic set from the clients' merf releases (post-processing only).
+
+    Args:
+        stats: the accepted releases (client order).
+        cfg: the whole config (``federation.server_ipc`` / ``ipc``, ``distill`` merf settings, ``model``,
+            ``privacy.max_grad_norm``, ``federation.server_threads``).
+        n_classes: classes of the task.
+        input_shape: per-example shape of the set.
+        seed: the server's aggregation seed (the set's noise start).
+        run_seed: the run seed the clients' networks were drawn from (``nets_seed``).
+        init_state: θ₀ (network 0, as on the clients).
+
+    Returns:
+        ``server_ipc`` (default ``ipc`` × clients) examples of every class whose total count is at least 1 (a class
+        no client holds stays absent: ``meta["missing_classes"]``); ``meta``: ``clients``, per-client ``privacy``,
+        ``loss_history``.
+
+    Raises:
+        DataError: no release to synthesise from.
+    """
+    if not stats:
+        raise DataError("aggregate: no client statistics to synthesise from (every client failed or was rejected)")
+    fed = cfg.federation
+    sums = torch.from_numpy(np.sum([s.sums for s in stats], axis=0, dtype=np.float64)).float()
+    counts = torch.from_numpy(np.sum([s.counts for s in stats], axis=0, dtype=np.float64)).float()
+    present = np.flatnonzero(counts.numpy() >= 1.0)
+    if not len(present):
+        raise DataError("aggregate: no class has a total count of at least 1 in the clients' statistics")
+    ipc = fed.server_ipc or fed.ipc * len(stats)
+    y0 = np.repeat(present.astype(np.int64), ipc)
+    x0 = rng(seed, "server/merf-start").standard_normal((len(y0), *input_shape)).astype(np.float32)
+    max_norm = cfg.privacy.max_grad_norm if cfg.privacy.enabled else NON_DP_MAX_NORM
+    with torch_threads(fed.server_threads):
+        nets = embedding_nets(cfg.model, n_classes=n_classes, init_state=init_state, seed=nets_seed(run_seed),
+                              k=cfg.distill.merf_networks)  # fmt: skip
+        x, history = synthesise(nets, means_of(sums, counts), x0, y0, cfg=cfg.distill, max_norm=max_norm)
+    per_client = {s.client_id: s.privacy for s in stats if s.privacy is not None}
+    meta = make_meta(
+        method="merf-server", ipc=ipc, n_classes=n_classes, features=feature_settings(cfg),
+        init=init_id(init_state, model_cfg=cfg.model, n_classes=n_classes),
+        client_id=None, privacy={"per_client": per_client} if per_client else None,
+        clients=[s.client_id for s in stats], missing_classes=sorted(set(range(n_classes)) - set(present.tolist())),
+        merf_networks=cfg.distill.merf_networks, loss_history=history,
+    )  # fmt: skip
+    out = SyntheticSet(x=x, y=y0, meta=meta)
+    validate_set(out, n_classes=n_classes, expected_shape=input_shape, max_bytes=None, source="server synthesis")
     return out
 
 

@@ -2,7 +2,8 @@
 
 ``run_task(task, client)`` is the client's side of a round, whoever delivers the task: the in-process transport calls
 it directly, the Flower ``ClientApp`` after decoding a Message. It builds what the task's pipeline asks for — a shared
-set (``distil_client``, the random subset, ``raw_client``) or a model update (``local_update``, ``local_update_dp``) —
+set (``distil_client``, the random subset, ``raw_client``), merf statistics the server synthesises from
+(``statistics_client``) or a model update (``local_update``, ``local_update_dp``) —
 with the client's ledger checked before any DP work and recorded after it (one ledger file per pipeline: each
 pipeline of a comparison is its own counterfactual federation), and answers with a ``Reply``. A refusal of the
 client's own (a ``FedseredError``: budget, bad instruction) is a reply with ``error`` and no arrays.
@@ -27,7 +28,7 @@ import torch
 
 from fedsered.config import Config, PrivacyConfig
 from fedsered.data.types import FeatureSet
-from fedsered.distill import distil
+from fedsered.distill import MerfStatistics, distil, release_statistics
 from fedsered.distill.synthetic_set import SyntheticSet, make_meta
 from fedsered.errors import ConfigError, DataError, FedseredError, PrivacyBudgetError
 from fedsered.federation.payload import wire_form
@@ -158,6 +159,12 @@ def _work(task: Task, client: LocalClient, cfg: Config, ledger: PrivacyLedger | 
             seed=seed, ledger=ledger,
         )  # fmt: skip
         arrays, meta = wire_form(s, encoding=cfg.federation.set_encoding)  # post-processing of the release
+    elif task.kind == "statistics":
+        stats = statistics_client(client.data, cfg=cfg, client_id=cid, n_classes=client.n_classes, init_state=state,
+                                  run_seed=task.seed, seed=seed, ledger=ledger)  # fmt: skip
+        arrays = {"sums": stats.sums, "counts": stats.counts}
+        meta = json.dumps({"client_id": cid, "method": "merf", "merf_networks": cfg.distill.merf_networks,
+                           "privacy": stats.privacy}, allow_nan=False)  # fmt: skip
     elif task.pipeline == "dp_fedavg":
         arrays, obj = local_update_dp(state, client.data, cfg=cfg, client_id=cid, seed=seed,
                                       n_classes=client.n_classes, ledger=ledger)  # fmt: skip
@@ -196,7 +203,8 @@ def peak_rss_mb() -> float:
     return float(peak) / (2**20 if sys.platform == "darwin" else 2**10)
 
 
-def _features(cfg: Config) -> dict[str, Any]:
+def feature_settings(cfg: Config) -> dict[str, Any]:
+    """The feature settings a set records (normalisation included; not the cache folder or backend)."""
     return cfg.features.model_dump(mode="json", exclude={"cache_dir", "backend"})  # normalisation included
 
 
@@ -243,12 +251,50 @@ def distil_client(
         n_classes=n_classes,
         init_state=init_state,
         seed=seed,
-        features=_features(cfg),
+        features=feature_settings(cfg),
         client_id=client_id,
         privacy=cp,
         ledger=ledger if cp is not None else None,
         threads=cfg.train.threads,
     )
+
+
+def nets_seed(seed: int) -> int:
+    """The seed of the embedding networks every client of run ``seed`` releases merf statistics under (public: the
+    server draws the same networks to synthesise from the sum)."""
+    return int_seed(seed, "merf/shared-nets")
+
+
+def statistics_client(
+    data: FeatureSet,
+    *,
+    cfg: Config,
+    client_id: str,
+    n_classes: int,
+    init_state: dict[str, torch.Tensor],
+    run_seed: int,
+    seed: int,
+    ledger: PrivacyLedger | None = None,
+) -> MerfStatistics:
+    """A client's merf release for server-side synthesis (``federation.merf_synthesis: server``): per-class sums and
+    counts of its clipped embeddings under the run's shared networks (θ₀ first), noisy under DP, checked against and
+    recorded in its ledger as one release.
+
+    Raises:
+        ConfigError: the run is not ``synthetic`` with method merf and server synthesis (what the client checks for
+            itself, whatever the task's kind says), or bad privacy settings.
+        PrivacyBudgetError: the client's ledger refuses the release.
+    """
+    fed = cfg.federation
+    if fed.method != "merf" or fed.merf_synthesis != "server":
+        raise ConfigError(f"{client_id}: a statistics task needs federation.method merf and merf_synthesis server, "
+                          f"got {fed.method} and {fed.merf_synthesis}")  # fmt: skip
+    cp = client_privacy(cfg.privacy, client_id=client_id, n_local=len(data))
+    return release_statistics(
+        data, cfg=cfg.distill, model_cfg=cfg.model, n_classes=n_classes, init_state=init_state,
+        nets_seed=nets_seed(run_seed), seed=seed, client_id=client_id, privacy=cp,
+        ledger=ledger if cp is not None else None, threads=cfg.train.threads,
+    )  # fmt: skip
 
 
 def raw_client(data: FeatureSet, *, cfg: Config, client_id: str, n_classes: int) -> SyntheticSet:
@@ -260,7 +306,7 @@ def raw_client(data: FeatureSet, *, cfg: Config, client_id: str, n_classes: int)
         raise DataError(f"{client_id}: no examples to share")
     counts = np.bincount(data.y, minlength=n_classes)
     meta = make_meta(
-        method="raw", ipc=int(counts.max()), n_classes=n_classes, features=_features(cfg), init="random",
+        method="raw", ipc=int(counts.max()), n_classes=n_classes, features=feature_settings(cfg), init="random",
         client_id=client_id,
     )  # fmt: skip
     return SyntheticSet(x=np.ascontiguousarray(data.x), y=np.ascontiguousarray(data.y), meta=meta)

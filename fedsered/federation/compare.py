@@ -62,7 +62,8 @@ def run_comparison(
         if log is not None:
             log(name if filed is None else f"{name} (resumed)", i, len(names))
     main = results.pop("synthetic")
-    facts = {"mode": fed.mode, "method": fed.method, "ipc": fed.ipc, "fedavg_rounds_cap": fed.fedavg_rounds,
+    facts = {"mode": fed.mode, "method": fed.method, "merf_synthesis": fed.merf_synthesis, "ipc": fed.ipc,
+             "fedavg_rounds_cap": fed.fedavg_rounds,
              "nodes": {"expected": len(transport.expected()), "connected": len(transport.connected())},
              "n_test": len(server.test), "total_seconds": time.perf_counter() - start}  # fmt: skip
     return ComparisonResult(main=main, baselines=results, facts=facts)

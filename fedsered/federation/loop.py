@@ -7,6 +7,8 @@ each client's privacy releases as the server sees them, stops on a missed quorum
 
 - share pipelines (``synthetic`` one-shot or multi-round, ``random_subset``, ``raw_sharing``): union of the accepted
   sets per class (``aggregate``), the global model trained from the current state, scored on the test speakers;
+- ``synthetic`` with ``federation.merf_synthesis: server`` (kind ``statistics``): the clients' merf releases are
+  added and the server synthesises one set from them (``synthesise_from_statistics``), then trains as above;
 - update pipelines (``fedavg``, ``dp_fedavg``): the weighted mean of the accepted updates (``fedavg_average``);
 - ``pooled``: no client is asked; the server trains on ``server.pooled`` (the oracle of centralised training).
 
@@ -27,10 +29,17 @@ import torch
 
 from fedsered.config import PIPELINES, Config, FederatedPipeline
 from fedsered.data.types import FeatureSet
+from fedsered.distill.merf import embedding_nets
 from fedsered.distill.synthetic_set import SyntheticSet
 from fedsered.errors import ConfigError, DataError, PayloadError
-from fedsered.federation.accept import accept_set, accept_update, compose_privacy, reply_metric
-from fedsered.federation.aggregate import aggregate, fedavg_average
+from fedsered.federation.accept import (
+    accept_set,
+    accept_statistics,
+    accept_update,
+    compose_privacy,
+    reply_metric,
+)
+from fedsered.federation.aggregate import ClientStatistics, aggregate, fedavg_average, synthesise_from_statistics
 from fedsered.federation.client import UPDATE_KINDS, raw_client
 from fedsered.federation.protocol import Failure, Reply, Task, TaskKind, Transport
 from fedsered.federation.records import ClientRecord, check_quorum
@@ -78,6 +87,26 @@ def _record(reply: Reply, *, status: str, round_: int, privacy: dict | None = No
     )  # fmt: skip
 
 
+Payload = SyntheticSet | ClientStatistics | tuple[dict[str, np.ndarray], float]
+"""What the server keeps of an accepted reply: a set, merf statistics, or an update and its weight."""
+
+
+def task_kind(cfg: Config, pipeline: str) -> TaskKind:
+    """What ``pipeline``'s clients are asked for: an update (FedAvg), statistics (server-side merf synthesis) or a
+    set."""
+    if pipeline in UPDATE_KINDS:
+        return "update"
+    return "statistics" if pipeline == "synthetic" and cfg.federation.merf_synthesis == "server" else "share"
+
+
+def statistics_width(cfg: Config, *, n_classes: int, input_shape: tuple[int, ...]) -> int:
+    """The width of a merf release under the run's networks (K nets x the model's embedding)."""
+    theta0 = fixed_init_state(cfg.model, n_classes=n_classes)
+    nets = embedding_nets(cfg.model, n_classes=n_classes, init_state=theta0, seed=0, k=cfg.distill.merf_networks)
+    with torch.no_grad():
+        return int(nets.embed(torch.zeros((1, *input_shape))).shape[1])
+
+
 def _collect(
     task: Task,
     answers: dict[str, Reply | Failure],
@@ -86,13 +115,15 @@ def _collect(
     server: ServerView,
     reference: dict[str, np.ndarray],
     spent: dict[str, dict | None],
-) -> tuple[list[tuple[str, SyntheticSet | tuple[dict[str, np.ndarray], float]]], list[ClientRecord]]:
+) -> tuple[list[tuple[str, Payload]], list[ClientRecord]]:
     """Check each answer of a round; never raises on a client's fault. Returns the accepted payloads and one record
     per expected client (``absent`` for those never connected)."""
     fed, r = task.cfg.federation, task.round
     max_bytes = int(fed.max_payload_mb * 2**20)
     connected = set(transport.connected())
-    accepted: list[tuple[str, SyntheticSet | tuple[dict[str, np.ndarray], float]]] = []
+    accepted: list[tuple[str, Payload]] = []
+    width = statistics_width(task.cfg, n_classes=server.n_classes, input_shape=server.input_shape) \
+        if task.kind == "statistics" else 0  # fmt: skip
     records: list[ClientRecord] = []
     for cid in transport.expected():
         answer = answers.get(cid)
@@ -113,7 +144,11 @@ def _collect(
                                             max_bytes=max_bytes, max_per_class=None if raw else fed.ipc,
                                             max_examples=fed.max_client_examples if raw else None,
                                             encoding=fed.set_encoding)  # fmt: skip
-                    payload: SyntheticSet | tuple[dict[str, np.ndarray], float] = s
+                    payload: Payload = s
+                elif task.kind == "statistics":
+                    sums, counts, privacy = accept_statistics(answer, n_classes=server.n_classes, dim=width,
+                                                              max_bytes=max_bytes)  # fmt: skip
+                    payload = ClientStatistics(client_id=cid, sums=sums, counts=counts, privacy=privacy)
                 else:
                     weighted = task.pipeline == "fedavg" and fed.fedavg_weighting == "examples"
                     arrays, weight, privacy = accept_update(
@@ -165,7 +200,7 @@ def run_federation(
     theta0 = fixed_init_state(cfg.model, n_classes=server.n_classes)
     if pipeline == "pooled":
         return _pooled(cfg, server, theta0=theta0, seed=seed, start=start)
-    kind: TaskKind = "update" if pipeline in UPDATE_KINDS else "share"
+    kind = task_kind(cfg, pipeline)
     reference = {k: v.detach().cpu().numpy() for k, v in theta0.items()}
     state = {k: v.copy() for k, v in reference.items()}
     spent: dict[str, dict | None] = {}
@@ -181,10 +216,17 @@ def run_federation(
         t, t_cpu = time.perf_counter(), time.thread_time()
         agg: SyntheticSet | None = None
         sets: dict[str, SyntheticSet] = {}
-        if kind == "share":
-            sets = {cid: p for cid, p in accepted if isinstance(p, SyntheticSet)}
-            agg = aggregate(list(sets.values()), cfg=cfg, n_classes=server.n_classes,
-                            seed=server_seed(seed, "aggregate", r), init_state=theta0)  # fmt: skip
+        if kind != "update":
+            if kind == "statistics":
+                agg = synthesise_from_statistics(
+                    [p for _, p in accepted if isinstance(p, ClientStatistics)], cfg=cfg, n_classes=server.n_classes,
+                    input_shape=server.input_shape, seed=server_seed(seed, "aggregate", r), run_seed=seed,
+                    init_state=theta0,
+                )  # fmt: skip
+            else:
+                sets = {cid: p for cid, p in accepted if isinstance(p, SyntheticSet)}
+                agg = aggregate(list(sets.values()), cfg=cfg, n_classes=server.n_classes,
+                                seed=server_seed(seed, "aggregate", r), init_state=theta0)  # fmt: skip
             current = {k: torch.from_numpy(v) for k, v in state.items()}
             model = train_global(agg, cfg=cfg, init_state=current, seed=server_seed(seed, "train", r),
                                  n_classes=server.n_classes, pipeline=pipeline)  # fmt: skip

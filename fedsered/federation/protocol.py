@@ -1,12 +1,13 @@
 """What crosses the line between the server and a client, independent of how it travels.
 
-A ``Task`` is the server's instruction for one round (which pipeline, share or update, the run seed, the round, the
-model state to start from, the run config). A ``Reply`` is what one client sent back: arrays (a shared set ``x``/``y``
-or a model update), its metadata as one JSON string, and its own measurements (timings, memory); or, when the client
-declined, ``error``. A ``Failure`` is the transport's word for a client that gave no usable answer (it raised,
-timed out). A ``Transport`` carries tasks to clients and brings back replies: ``fedsered.federation.inprocess`` calls
-the client function directly; ``simulations.grid`` goes through Flower's ``Grid`` (Ray simulation or a real
-SuperLink). The federation loop (``fedsered.federation.loop``) is written once against this interface.
+A ``Task`` is the server's instruction for one round (which pipeline, what to send back, the run seed, the round, the
+model state to start from, the run config). A ``Reply`` is what one client sent back: arrays (a shared set ``x``/``y``,
+a model update, or merf statistics ``sums``/``counts``), its metadata as one JSON string, and its own measurements
+(timings, memory); or, when the client declined, ``error``. A ``Failure`` is the transport's word for a client
+that gave no usable answer (it raised, timed out). A ``Transport`` carries tasks to clients and brings back
+replies: ``fedsered.federation.inprocess`` calls the client function directly; ``simulations.grid`` goes through
+Flower's ``Grid`` (Ray simulation or a real SuperLink). The federation loop (``fedsered.federation.loop``) is
+written once against this interface.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import numpy as np
 from fedsered.config import Config, FederatedPipeline
 from fedsered.federation.payload import npy_bytes
 
-TaskKind = Literal["share", "update"]
-"""``share``: upload a set of examples (synthetic, random subset, raw); ``update``: local training (FedAvg)."""
+TaskKind = Literal["share", "update", "statistics"]
+"""``share``: upload a set of examples (synthetic, random subset, raw); ``update``: local training (FedAvg);
+``statistics``: upload merf's one release for the server to synthesise from (``federation.merf_synthesis: server``)."""
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class Task:
 
     Attributes:
         pipeline: the pipeline being run (the client's ledger of that counterfactual federation records it).
-        kind: ``share`` or ``update``.
+        kind: ``share``, ``update`` or ``statistics``.
         round: 1-based round.
         seed: the run seed.
         state: the model state to start from (θ₀ in round 1, the current global model after), numpy arrays.

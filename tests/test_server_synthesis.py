@@ -1,0 +1,146 @@
+"""Server-side merf synthesis (``federation.merf_synthesis: server``): every client releases its per-class sums and
+counts once, the server adds them and synthesises one set (in process; the Flower path is in test_simulation)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fedsered.config import Config, load_config
+from fedsered.data.dataset import Dataset, build_dataset
+from fedsered.distill.merf import embedding_nets, release_sums
+from fedsered.errors import ConfigError, PayloadError
+from fedsered.federation import Reply, Task, client_seed, run_pipeline, run_task
+from fedsered.federation.accept import accept_statistics
+from fedsered.federation.aggregate import ClientStatistics, synthesise_from_statistics
+from fedsered.federation.client import LocalClient, nets_seed, statistics_client
+from fedsered.federation.loop import server_seed, statistics_width
+from fedsered.federation.payload import npy_bytes
+from fedsered.models import fixed_init_state
+from tests.test_federated import DEFAULT, tiny_overrides
+
+SERVER = ["federation.method=merf", "federation.merf_synthesis=server", "distill.merf_networks=2",
+          "distill.merf_iterations=5"]  # fmt: skip
+DP = ["privacy.enabled=true", "privacy.target_epsilon=4", "privacy.reproducible_noise=true"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, Dataset]:
+    cfg = load_config(DEFAULT, [*tiny_overrides(tmp_path_factory.mktemp("srv")), *SERVER])
+    return cfg, build_dataset(cfg)
+
+
+def _with(cfg: Config, tmp: Path, extra: list[str]) -> Config:
+    return load_config(DEFAULT, [*tiny_overrides(tmp), *SERVER, *extra])
+
+
+def _theta0(cfg: Config, data: Dataset) -> dict[str, torch.Tensor]:
+    return dict(fixed_init_state(cfg.model, n_classes=data.n_classes))
+
+
+def test_the_clients_releases_add_up_to_the_release_of_their_union(tiny: tuple[Config, Dataset]) -> None:
+    cfg, data = tiny
+    theta0 = _theta0(cfg, data)
+    stats = [statistics_client(data.client(k), cfg=cfg, client_id=f"client-{k}", n_classes=data.n_classes,
+                               init_state=theta0, run_seed=7, seed=k) for k in range(2)]  # fmt: skip
+    nets = embedding_nets(cfg.model, n_classes=data.n_classes, init_state=theta0, seed=nets_seed(7), k=2)
+    x = np.concatenate([data.client(k).x for k in range(2)])
+    y = np.concatenate([data.client(k).y for k in range(2)])
+    sums, counts = release_sums(nets, x, y, n_classes=data.n_classes, dp=None)
+    assert np.allclose(stats[0].sums + stats[1].sums, sums.numpy(), atol=1e-5)
+    exact = np.bincount(y, minlength=data.n_classes).tolist()
+    assert (stats[0].counts + stats[1].counts).tolist() == counts.tolist() == exact
+    assert stats[0].privacy is None and stats[0].sums.dtype == np.float32
+    assert stats[0].sums.shape == (data.n_classes, statistics_width(cfg, n_classes=data.n_classes,
+                                                                    input_shape=data.input_shape))  # fmt: skip
+
+
+def test_server_synthesis_is_one_dp_release_per_client_and_post_processing_after(
+    tiny: tuple[Config, Dataset], tmp_path: Path
+) -> None:
+    _, data = tiny
+    dp = _with(tiny[0], tmp_path, DP)
+    res = run_pipeline(dp, data, pipeline="synthetic", seed=3)
+    assert [c.status for c in res.clients] == ["ok", "ok"] and res.sets == {}
+    for c in res.clients:  # one release at q = 1, its epsilon derived by the server from the release
+        assert c.privacy is not None and len(c.privacy["releases"]) == 1
+        assert c.privacy["releases"][0]["mechanism"] == "dp_merf_oneshot"
+        assert c.privacy["epsilon"] == pytest.approx(4.0, abs=0.02)
+    shared = res.shared
+    assert shared is not None and shared.meta["method"] == "merf-server"
+    assert np.bincount(shared.y).tolist() == [dp.federation.ipc * 2] * data.n_classes  # ipc x clients per class
+    assert set(shared.meta["privacy"]["per_client"]) == {"client-0", "client-1"}
+    # the server's set is a function of the releases alone: recomputing them gives the same set
+    theta0 = _theta0(dp, data)
+    stats = []
+    for k in range(2):
+        cid = f"client-{k}"
+        s = statistics_client(data.client(k), cfg=dp, client_id=cid, n_classes=data.n_classes, init_state=theta0,
+                              run_seed=3, seed=client_seed(3, cid, 1))  # fmt: skip
+        stats.append(ClientStatistics(cid, s.sums, s.counts, s.privacy))
+        meta = json.dumps({"client_id": cid, "method": "merf", "merf_networks": 2, "privacy": s.privacy})
+        assert res.clients[k].bytes_up == npy_bytes(s.sums) + npy_bytes(s.counts) + len(meta.encode())
+    again = synthesise_from_statistics(stats, cfg=dp, n_classes=data.n_classes, input_shape=data.input_shape,
+                                       seed=server_seed(3, "aggregate", 1), run_seed=3, init_state=theta0)  # fmt: skip
+    assert np.array_equal(again.x, shared.x) and again.y.tolist() == shared.y.tolist()
+    # a release is what travels: far fewer bytes than the float32 sets of the same size
+    assert res.clients[0].bytes_up < npy_bytes(shared.x[: dp.federation.ipc * data.n_classes])
+    sized = _with(tiny[0], tmp_path, [*DP, "federation.server_ipc=3"])
+    assert run_pipeline(sized, data, pipeline="synthetic", seed=3).shared.y.tolist() == np.repeat(  # type: ignore[union-attr]
+        np.arange(data.n_classes), 3
+    ).tolist()
+
+
+def test_a_class_no_client_holds_is_left_out_of_the_synthesised_set(tiny: tuple[Config, Dataset]) -> None:
+    cfg, data = tiny
+    width = statistics_width(cfg, n_classes=data.n_classes, input_shape=data.input_shape)
+    sums = np.ones((data.n_classes, width), dtype=np.float32)
+    counts = np.array([3.0, 0.4, *[2.0] * (data.n_classes - 2)], dtype=np.float32)  # class 1: below one example
+    s = synthesise_from_statistics([ClientStatistics("client-0", sums, counts, None)], cfg=cfg,
+                                   n_classes=data.n_classes, input_shape=data.input_shape, seed=0, run_seed=0,
+                                   init_state=_theta0(cfg, data))  # fmt: skip
+    assert 1 not in s.y.tolist() and s.meta["missing_classes"] == [1]
+
+
+def test_the_server_rejects_malformed_statistics_with_the_client_named() -> None:
+    good = {"sums": np.zeros((3, 8), np.float32), "counts": np.ones(3, np.float32)}
+    meta = json.dumps({"client_id": "client-2", "privacy": None})
+
+    def check(arrays: dict[str, np.ndarray], text: str = meta, cap: int = 10**6) -> None:
+        accept_statistics(Reply("client-2", arrays, meta=text), n_classes=3, dim=8, max_bytes=cap)
+
+    sums, counts, privacy = accept_statistics(Reply("client-2", good, meta=meta), n_classes=3, dim=8, max_bytes=10**6)
+    assert sums.shape == (3, 8) and counts.tolist() == [1.0, 1.0, 1.0] and privacy is None
+    bad = [
+        ({"sums": good["sums"]}, meta, "sums and counts"),
+        ({**good, "x": good["counts"]}, meta, "sums and counts"),
+        ({**good, "sums": np.zeros((3, 7), np.float32)}, meta, r"sums is float32 \[3, 7\], expected float32 \[3, 8\]"),
+        ({**good, "counts": np.ones(3, np.float64)}, meta, "counts is float64"),
+        ({**good, "sums": np.full((3, 8), np.nan, np.float32)}, meta, "sums holds non-finite"),
+        (good, json.dumps({"client_id": "client-9"}), "claim client_id 'client-9'"),
+        (good, "[1]", "must be a JSON object"),
+        (good, json.dumps({"client_id": "client-2", "privacy": {"releases": []}}), "non-empty 'releases'"),
+    ]
+    for arrays, text, why in bad:
+        with pytest.raises(PayloadError, match=f"client-2: .*{why}"):
+            check(arrays, text)
+    with pytest.raises(PayloadError, match=r"client-2: payload of .* above the cap of 100 bytes"):
+        check(good, cap=100)
+
+
+def test_server_synthesis_needs_merf_one_shot_and_a_client_checks_for_itself(tiny: tuple[Config, Dataset]) -> None:
+    cfg, data = tiny
+    for extra, got in ((["federation.method=dm"], "method dm"), (["federation.mode=multi_round"], "mode multi_round")):
+        with pytest.raises(ConfigError, match=f"federation: merf_synthesis: server needs method: merf and mode: "
+                           f"one_shot, got .*{got}"):  # fmt: skip
+            load_config(DEFAULT, [*SERVER, *extra])
+    # a statistics task under a run that does not call for it is refused by the client, nothing released
+    plain = load_config(DEFAULT, ["federation.method=merf"])
+    theta0 = {k: v.numpy() for k, v in _theta0(cfg, data).items()}
+    task = Task(pipeline="synthetic", kind="statistics", round=1, seed=0, state=theta0, cfg=plain)
+    reply = run_task(task, LocalClient("client-0", data.client(0), data.n_classes))
+    assert reply.arrays == {} and reply.error is not None and "merf_synthesis server" in reply.error
