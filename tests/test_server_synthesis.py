@@ -72,7 +72,7 @@ def test_server_synthesis_is_one_dp_release_per_client_and_post_processing_after
         assert c.privacy["epsilon"] == pytest.approx(4.0, abs=0.02)
     shared = res.shared
     assert shared is not None and shared.meta["method"] == "merf-server"
-    assert np.bincount(shared.y).tolist() == [dp.federation.ipc * 2] * data.n_classes  # ipc x clients per class
+    assert np.bincount(shared.y).tolist() == [dp.federation.ipc] * data.n_classes  # server_ipc: default ipc
     assert set(shared.meta["privacy"]["per_client"]) == {"client-0", "client-1"}
     # the server's set is a function of the releases alone: recomputing them gives the same set
     theta0 = _theta0(dp, data)

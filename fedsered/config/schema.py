@@ -445,14 +445,16 @@ class FederationConfig(_Section):
         "client",
         description="method merf only: client = every client synthesises and shares its own set; server = every "
         "client uploads its one release (noisy per-class sums and counts of clipped embeddings under networks drawn "
-        "from the run seed), the server adds them and synthesises one set of server_ipc (default ipc x clients) per "
+        "from the run seed), the server adds them and synthesises one set of server_ipc (default ipc) per "
         "class from noise: post-processing of the releases, the noise of 8 clients averaged out instead of each one's",
     )
     rebalance: bool = Field(
         True, description="server repeats examples of smaller classes of the union up to the largest class's count"
     )
     server_ipc: int | None = Field(
-        None, ge=1, le=MAX_IPC, description="server-side re-distillation of the union to this size per class (off)"
+        None, ge=1, le=MAX_IPC,
+        description="server-side re-distillation of the union to this size per class (off); under merf_synthesis "
+        "server, the size per class of the set the server synthesises (default ipc)",
     )
     max_payload_mb: float = Field(16.0, gt=0.0, le=4096.0, description="size cap of one client's reply")
     set_encoding: SetEncoding = Field(

@@ -163,7 +163,8 @@ def synthesise_from_statistics(
         init_state: θ₀ (network 0, as on the clients).
 
     Returns:
-        ``server_ipc`` (default ``ipc`` × clients) examples of every class whose total count is at least 1 (a class
+        ``server_ipc`` (default ``ipc``: at ε = 8 on validation speakers 3 per class beat 10 over 5 seeds, and 24
+        on one) examples of every class whose total count is at least 1 (a class
         no client holds stays absent: ``meta["missing_classes"]``); ``meta``: ``clients``, per-client ``privacy``,
         ``loss_history``.
 
@@ -178,7 +179,7 @@ def synthesise_from_statistics(
     present = np.flatnonzero(counts.numpy() >= 1.0)
     if not len(present):
         raise DataError("aggregate: no class has a total count of at least 1 in the clients' statistics")
-    ipc = fed.server_ipc or fed.ipc * len(stats)
+    ipc = fed.server_ipc or fed.ipc
     y0 = np.repeat(present.astype(np.int64), ipc)
     x0 = rng(seed, "server/merf-start").standard_normal((len(y0), *input_shape)).astype(np.float32)
     max_norm = cfg.privacy.max_grad_norm if cfg.privacy.enabled else NON_DP_MAX_NORM
