@@ -144,3 +144,11 @@ def test_server_synthesis_needs_merf_one_shot_and_a_client_checks_for_itself(tin
     task = Task(pipeline="synthetic", kind="statistics", round=1, seed=0, state=theta0, cfg=plain)
     reply = run_task(task, LocalClient("client-0", data.client(0), data.n_classes))
     assert reply.arrays == {} and reply.error is not None and "merf_synthesis server" in reply.error
+
+
+def test_the_dp_config_is_the_default_federation_under_dp_with_server_synthesis() -> None:
+    dp, default = load_config(Path(DEFAULT).parent / "dp.yaml"), load_config(DEFAULT)
+    assert (dp.privacy.enabled, dp.privacy.target_epsilon, dp.privacy.delta) == (True, 8.0, 1e-5)
+    assert (dp.federation.method, dp.federation.merf_synthesis, dp.federation.server_ipc) == ("merf", "server", None)
+    assert set(dp.federation.baselines) <= set(dp.privacy.share) | {"pooled"}  # no baseline its clients refuse
+    assert dp.data == default.data and dp.model == default.model and dp.train == default.train
