@@ -528,7 +528,13 @@ class Interrupted(KeyboardInterrupt):
     signum = signal.SIGTERM
 
 
+_TERMINATED: list[int] = []
+"""SIGTERMs this process received: a library that catches the ``Interrupted`` and raises a plain
+``KeyboardInterrupt`` in its place (seen under load, the signal landing inside Ray's calls) drops its ``signum``."""
+
+
 def _terminate(signum: int, frame: object) -> None:
+    _TERMINATED.append(signum)
     raise Interrupted
 
 
@@ -550,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fedsered {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        signum = getattr(exc, "signum", signal.SIGINT)
+        signum = getattr(exc, "signum", _TERMINATED[-1] if _TERMINATED else signal.SIGINT)
         again = "" if out is None else f"; run the same command again to resume {out}"
         print(f"fedsered {args.command}: interrupted by {signal.Signals(signum).name}{again}", file=sys.stderr)
         return 128 + signum

@@ -183,7 +183,8 @@ def test_over_budget_round_is_refused_on_both_paths(tmp_path: Path) -> None:
     """A budget of one release: round 2 of multi-round DP sharing is refused by every client before any work, on
     Flower as in-process; the run stops with one clear error and each ledger holds round 1 only."""
     over = [*equal_overrides(tmp_path), "federation.baselines=[]", "privacy.enabled=true", "federation.num_clients=2",
-            "data.embedded.n_speakers=3", "data.test_speakers=0.34"]  # fmt: skip
+            "data.embedded.n_speakers=3", "data.test_speakers=0.34", "federation.method=dm",
+            "federation.merf_synthesis=client", "federation.mode=multi_round", "federation.rounds=2"]  # fmt: skip
     cfg = load_config(DEFAULT, over)
     pattern = r"round 2: only 0 of 2 clients.*client-0: refused \(PrivacyBudgetError"
     with pytest.raises(QuorumError, match=pattern):
