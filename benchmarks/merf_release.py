@@ -9,7 +9,6 @@ it uploads, against the bytes of the set the same client would upload under DP d
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -26,7 +25,7 @@ def main() -> None:
     torch.set_num_threads(1)
     from fedsered.config import load_config
     from fedsered.data.dataset import build_dataset
-    from fedsered.federation.client import client_seed, statistics_client
+    from fedsered.federation.client import client_seed, statistics_client, statistics_wire
     from fedsered.federation.payload import npy_bytes
     from fedsered.models import fixed_init_state
 
@@ -40,9 +39,8 @@ def main() -> None:
         s = statistics_client(d, cfg=cfg, client_id=cid, n_classes=data.n_classes, init_state=theta0,
                               run_seed=cfg.seed, seed=client_seed(cfg.seed, cid, 1))  # fmt: skip
         cpu_s, wall = time.process_time() - cpu, time.perf_counter() - start
-        meta = json.dumps({"client_id": cid, "method": "merf", "merf_networks": cfg.distill.merf_networks,
-                           "privacy": s.privacy}, allow_nan=False)  # fmt: skip
-        up = npy_bytes(s.sums) + npy_bytes(s.counts) + len(meta.encode())
+        arrays, meta = statistics_wire(s, client_id=cid, merf_networks=cfg.distill.merf_networks)
+        up = sum(npy_bytes(a) for a in arrays.values()) + len(meta.encode())
         sigma = s.privacy["releases"][0]["noise_multiplier"] if s.privacy else 0.0
         print(f"{cid}: {len(d)} utterances, {cpu_s:.2f} CPU s, {wall:.2f} s wall, uploads {up:,} bytes "
               f"(sums {list(s.sums.shape)}, sigma {sigma:.3f}); a float32 set of ipc {cfg.federation.ipc}: "

@@ -162,9 +162,7 @@ def _work(task: Task, client: LocalClient, cfg: Config, ledger: PrivacyLedger | 
     elif task.kind == "statistics":
         stats = statistics_client(client.data, cfg=cfg, client_id=cid, n_classes=client.n_classes, init_state=state,
                                   run_seed=task.seed, seed=seed, ledger=ledger)  # fmt: skip
-        arrays = {"sums": stats.sums, "counts": stats.counts}
-        meta = json.dumps({"client_id": cid, "method": "merf", "merf_networks": cfg.distill.merf_networks,
-                           "privacy": stats.privacy}, allow_nan=False)  # fmt: skip
+        arrays, meta = statistics_wire(stats, client_id=cid, merf_networks=cfg.distill.merf_networks)
     elif task.pipeline == "dp_fedavg":
         arrays, obj = local_update_dp(state, client.data, cfg=cfg, client_id=cid, seed=seed,
                                       n_classes=client.n_classes, ledger=ledger)  # fmt: skip
@@ -295,6 +293,14 @@ def statistics_client(
         nets_seed=nets_seed(run_seed), seed=seed, client_id=client_id, privacy=cp,
         ledger=ledger if cp is not None else None, threads=cfg.train.threads,
     )  # fmt: skip
+
+
+def statistics_wire(stats: MerfStatistics, *, client_id: str, merf_networks: int) -> tuple[dict[str, np.ndarray], str]:
+    """What a client uploads for ``stats``: the arrays ``sums`` and ``counts`` and the metadata JSON (its id, the
+    method, K and the release's privacy object)."""
+    meta = json.dumps({"client_id": client_id, "method": "merf", "merf_networks": merf_networks,
+                       "privacy": stats.privacy}, allow_nan=False)  # fmt: skip
+    return {"sums": stats.sums, "counts": stats.counts}, meta
 
 
 def raw_client(data: FeatureSet, *, cfg: Config, client_id: str, n_classes: int) -> SyntheticSet:

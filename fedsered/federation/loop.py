@@ -102,7 +102,8 @@ def task_kind(cfg: Config, pipeline: str) -> TaskKind:
 def statistics_width(cfg: Config, *, n_classes: int, input_shape: tuple[int, ...]) -> int:
     """The width of a merf release under the run's networks (K nets x the model's embedding)."""
     theta0 = fixed_init_state(cfg.model, n_classes=n_classes)
-    nets = embedding_nets(cfg.model, n_classes=n_classes, init_state=theta0, seed=0, k=cfg.distill.merf_networks)
+    nets = embedding_nets(cfg.model, n_classes=n_classes, init_state=theta0, seed=0,  # the width is seed-free
+                          k=cfg.distill.merf_networks)  # fmt: skip
     with torch.no_grad():
         return int(nets.embed(torch.zeros((1, *input_shape))).shape[1])
 
