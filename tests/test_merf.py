@@ -74,6 +74,23 @@ def test_merf_fit_lowers_the_loss_and_moves_the_set_towards_the_real_class_means
     assert y_syn.tolist() == task.y_init.tolist() and x_syn.shape == task.x_init.shape
 
 
+def test_merf_upsampled_synthesis_fits_a_smooth_low_resolution_set() -> None:
+    """r = 2: the set is a bilinear upsampling of a [8, 12] image per example (so it is exactly reproduced by
+    upsampling its own pooled version's fitted source), smooth along time, of full size, and the fit still works."""
+    task = _task(toy(0))
+    cfg = CFG.model_copy(update={"merf_upsample": 2})
+    x_syn, _, meta = merf.distil_merf(task, cfg)
+    hist = meta["loss_history"]
+    assert x_syn.shape == task.x_init.shape and hist[-1] < hist[0] / 5
+    # in the range of the upsampling operator: the least-squares low-res preimage reproduces the set exactly
+    up = merf.upsampled(torch.eye(8 * 12).reshape(96, 1, 8, 12), SHAPE[1:]).reshape(96, -1).T.numpy()
+    flat = x_syn.reshape(len(x_syn), -1).T
+    coef, *_ = np.linalg.lstsq(up, flat, rcond=None)
+    assert np.abs(up @ coef - flat).max() < 1e-4
+    free, _, _ = merf.distil_merf(task, CFG)
+    assert np.abs(np.diff(x_syn, axis=-1)).mean() < np.abs(np.diff(free, axis=-1)).mean() / 2
+
+
 def test_merf_embedding_is_the_concatenation_of_the_nets_scaled_by_one_over_sqrt_k() -> None:
     task = _task(toy(0))
     one, four = merf.merf_nets(task, 1), merf.merf_nets(task, 4)

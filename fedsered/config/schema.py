@@ -305,6 +305,15 @@ class DistillConfig(_Section):
     merf_iterations: int = Field(
         200, ge=1, le=1_000_000, description="synthetic updates fitting the released means (post-processing)"
     )
+    merf_start_std: float = Field(
+        1.0, gt=0.0, le=10.0,
+        description="std of the data-independent Gaussian start of the server's merf synthesis (normalised units)",
+    )  # fmt: skip
+    merf_upsample: int = Field(
+        1, ge=1, le=8,
+        description="merf synthesis fits each example as a [mels/r, frames/r] image upsampled bilinearly to full size "
+        "(a smooth, low-dimensional set; the start is average-pooled to it); 1 = every feature free",
+    )  # fmt: skip
     # -- herding
     herding_epochs: int = Field(
         10, ge=0, le=10000, description="epochs of the quick model whose embeddings herding uses (0 = untrained init)"

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from fedsered.config import DistillConfig, ModelConfig, PrivacyConfig
 from fedsered.distill.dm import dp_dm_loss, embed
@@ -113,13 +114,31 @@ def synthesise(
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, list[float]]:
     """Post-processing of the released ``means``: fit the synthetic features (from ``x_init``, labels ``y_init``) so
-    their clipped mean embeddings match them; no real data in reach. Returns the features and the loss per update."""
-    x_syn, opt_x = learnable_features(x_init, kind=cfg.img_optimizer, lr=cfg.lr_img)
+    their clipped mean embeddings match them; no real data in reach. With ``cfg.merf_upsample`` r > 1 the features
+    fitted are ``[mels/r, frames/r]`` images (the start average-pooled to that size) and the set is their bilinear
+    upsampling. Returns the full-size features and the loss per update."""
+    r = cfg.merf_upsample
+    size = (int(x_init.shape[-2]), int(x_init.shape[-1]))
+    start = x_init if r == 1 else pooled(x_init, (math.ceil(size[0] / r), math.ceil(size[1] / r)))
+    z, opt_x = learnable_features(start, kind=cfg.img_optimizer, lr=cfg.lr_img)
     history: list[float] = []
     for _ in range(cfg.merf_iterations):
-        loss = dp_dm_loss(nets, means, x_syn, y_init, max_norm=max_norm)
+        loss = dp_dm_loss(nets, means, upsampled(z, size), y_init, max_norm=max_norm)
         feature_update(opt_x, loss, history=history, progress=progress, total=cfg.merf_iterations)
-    return x_syn.detach().numpy().astype(np.float32), history
+    with torch.no_grad():
+        return upsampled(z, size).numpy().astype(np.float32), history
+
+
+def pooled(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``[m, 1, mels, T]`` features average-pooled to ``[m, 1, *size]`` (the low-resolution start)."""
+    return F.adaptive_avg_pool2d(torch.from_numpy(np.ascontiguousarray(x)), size).numpy()
+
+
+def upsampled(z: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``[m, 1, h, w]`` → ``[m, 1, *size]`` by bilinear interpolation (identity when already that size)."""
+    if tuple(z.shape[-2:]) == tuple(size):
+        return z
+    return F.interpolate(z, size=size, mode="bilinear", align_corners=False)
 
 
 def distil_merf(

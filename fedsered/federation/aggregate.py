@@ -181,7 +181,9 @@ def synthesise_from_statistics(
         raise DataError("aggregate: no class has a total count of at least 1 in the clients' statistics")
     ipc = fed.server_ipc or fed.ipc
     y0 = np.repeat(present.astype(np.int64), ipc)
-    x0 = rng(seed, "server/merf-start").standard_normal((len(y0), *input_shape)).astype(np.float32)
+    x0 = (cfg.distill.merf_start_std * rng(seed, "server/merf-start").standard_normal((len(y0), *input_shape))).astype(
+        np.float32
+    )
     max_norm = cfg.privacy.max_grad_norm if cfg.privacy.enabled else NON_DP_MAX_NORM
     with torch_threads(fed.server_threads):
         nets = embedding_nets(cfg.model, n_classes=n_classes, init_state=init_state, seed=nets_seed(run_seed),
