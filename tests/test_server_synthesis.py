@@ -104,6 +104,12 @@ def test_a_class_no_client_holds_is_left_out_of_the_synthesised_set(tiny: tuple[
                                    n_classes=data.n_classes, input_shape=data.input_shape, seed=0, run_seed=0,
                                    init_state=_theta0(cfg, data))  # fmt: skip
     assert 1 not in s.y.tolist() and s.meta["missing_classes"] == [1]
+    assert len(s.meta["loss_history"]) == cfg.distill.merf_iterations == 5  # server_merf_iterations unset: distill's
+    more = cfg.model_copy(update={"federation": cfg.federation.model_copy(update={"server_merf_iterations": 7})})
+    s7 = synthesise_from_statistics([ClientStatistics("client-0", sums, counts, None)], cfg=more,
+                                    n_classes=data.n_classes, input_shape=data.input_shape, seed=0, run_seed=0,
+                                    init_state=_theta0(cfg, data))  # fmt: skip
+    assert len(s7.meta["loss_history"]) == 7 and s7.meta["loss_history"][:5] == s.meta["loss_history"]
 
 
 def test_the_server_rejects_malformed_statistics_with_the_client_named() -> None:

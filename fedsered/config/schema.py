@@ -465,6 +465,11 @@ class FederationConfig(_Section):
         description="server-side re-distillation of the union to this size per class (off); under merf_synthesis "
         "server, the size per class of the set the server synthesises (default ipc)",
     )
+    server_merf_iterations: int | None = Field(
+        None, ge=1, le=1_000_000,
+        description="under merf_synthesis server, the updates of the server's synthesis (default "
+        "distill.merf_iterations); post-processing, so the server's CPU, not a client's budget, pays for them",
+    )  # fmt: skip
     max_payload_mb: float = Field(16.0, gt=0.0, le=4096.0, description="size cap of one client's reply")
     set_encoding: SetEncoding = Field(
         "float32",

@@ -154,7 +154,8 @@ def synthesise_from_statistics(
 
     Args:
         stats: the accepted releases (client order).
-        cfg: the whole config (``federation.server_ipc`` / ``ipc``, ``distill`` merf settings, ``model``,
+        cfg: the whole config (``federation.server_ipc`` / ``ipc``, ``federation.server_merf_iterations``, the
+            ``distill`` merf settings, ``model``,
             ``privacy.max_grad_norm``, ``federation.server_threads``).
         n_classes: classes of the task.
         input_shape: per-example shape of the set.
@@ -188,7 +189,9 @@ def synthesise_from_statistics(
     with torch_threads(fed.server_threads):
         nets = embedding_nets(cfg.model, n_classes=n_classes, init_state=init_state, seed=nets_seed(run_seed),
                               k=cfg.distill.merf_networks)  # fmt: skip
-        x, history = synthesise(nets, means_of(sums, counts), x0, y0, cfg=cfg.distill, max_norm=max_norm)
+        its = fed.server_merf_iterations or cfg.distill.merf_iterations
+        dcfg = cfg.distill.model_copy(update={"merf_iterations": its})
+        x, history = synthesise(nets, means_of(sums, counts), x0, y0, cfg=dcfg, max_norm=max_norm)
     per_client = {s.client_id: s.privacy for s in stats if s.privacy is not None}
     meta = make_meta(
         method="merf-server", ipc=ipc, n_classes=n_classes, features=feature_settings(cfg),
