@@ -110,8 +110,8 @@ def test_a_class_no_client_holds_is_left_out_of_the_synthesised_set(tiny: tuple[
                                     n_classes=data.n_classes, input_shape=data.input_shape, seed=0, run_seed=0,
                                     init_state=_theta0(cfg, data))  # fmt: skip
     assert len(s7.meta["loss_history"]) == 7 and s7.meta["loss_history"][:5] == s.meta["loss_history"]
-    # the start's scale is distill.merf_start_std (5 updates of step ~lr_img cannot hide a 10x smaller start)
-    small = cfg.model_copy(update={"distill": cfg.distill.model_copy(update={"merf_start_std": 0.1})})
+    # the start's scale is federation.server_start_std (5 updates of step ~lr_img cannot hide a 10x smaller start)
+    small = cfg.model_copy(update={"federation": cfg.federation.model_copy(update={"server_start_std": 0.1})})
     s01 = synthesise_from_statistics([ClientStatistics("client-0", sums, counts, None)], cfg=small,
                                      n_classes=data.n_classes, input_shape=data.input_shape, seed=0, run_seed=0,
                                      init_state=_theta0(cfg, data))  # fmt: skip

@@ -305,10 +305,6 @@ class DistillConfig(_Section):
     merf_iterations: int = Field(
         200, ge=1, le=1_000_000, description="synthetic updates fitting the released means (post-processing)"
     )
-    merf_start_std: float = Field(
-        1.0, gt=0.0, le=10.0,
-        description="std of the data-independent Gaussian start of the server's merf synthesis (normalised units)",
-    )  # fmt: skip
     merf_upsample: int = Field(
         1, ge=1, le=8,
         description="merf synthesis fits each example as a [mels/r, frames/r] image upsampled bilinearly to full size "
@@ -469,6 +465,11 @@ class FederationConfig(_Section):
         None, ge=1, le=1_000_000,
         description="under merf_synthesis server, the updates of the server's synthesis (default "
         "distill.merf_iterations); post-processing, so the server's CPU, not a client's budget, pays for them",
+    )  # fmt: skip
+    server_start_std: float = Field(
+        1.0, gt=0.0, le=10.0,
+        description="under merf_synthesis server, the std of the server's data-independent Gaussian start "
+        "(normalised units)",
     )  # fmt: skip
     max_payload_mb: float = Field(16.0, gt=0.0, le=4096.0, description="size cap of one client's reply")
     set_encoding: SetEncoding = Field(

@@ -154,9 +154,9 @@ def synthesise_from_statistics(
 
     Args:
         stats: the accepted releases (client order).
-        cfg: the whole config (``federation.server_ipc`` / ``ipc``, ``federation.server_merf_iterations``, the
-            ``distill`` merf settings, ``model``,
-            ``privacy.max_grad_norm``, ``federation.server_threads``).
+        cfg: the whole config (``federation.server_ipc`` / ``ipc``, ``server_merf_iterations``,
+            ``server_start_std``, ``server_threads``; the ``distill`` merf settings, ``model``,
+            ``privacy.max_grad_norm``).
         n_classes: classes of the task.
         input_shape: per-example shape of the set.
         seed: the server's aggregation seed (the set's noise start).
@@ -182,9 +182,8 @@ def synthesise_from_statistics(
         raise DataError("aggregate: no class has a total count of at least 1 in the clients' statistics")
     ipc = fed.server_ipc or fed.ipc
     y0 = np.repeat(present.astype(np.int64), ipc)
-    x0 = (cfg.distill.merf_start_std * rng(seed, "server/merf-start").standard_normal((len(y0), *input_shape))).astype(
-        np.float32
-    )
+    noise = rng(seed, "server/merf-start").standard_normal((len(y0), *input_shape))
+    x0 = (fed.server_start_std * noise).astype(np.float32)
     max_norm = cfg.privacy.max_grad_norm if cfg.privacy.enabled else NON_DP_MAX_NORM
     with torch_threads(fed.server_threads):
         nets = embedding_nets(cfg.model, n_classes=n_classes, init_state=init_state, seed=nets_seed(run_seed),
