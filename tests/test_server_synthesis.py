@@ -12,8 +12,9 @@ import torch
 
 from fedsered.config import Config, load_config
 from fedsered.data.dataset import Dataset, build_dataset
+from fedsered.data.public import load_public
 from fedsered.distill.merf import embedding_nets, release_sums
-from fedsered.errors import ConfigError, PayloadError
+from fedsered.errors import ConfigError, DataError, PayloadError
 from fedsered.federation import Reply, Task, client_seed, run_pipeline, run_task
 from fedsered.federation.accept import accept_statistics
 from fedsered.federation.aggregate import ClientStatistics, synthesise_from_statistics
@@ -116,6 +117,44 @@ def test_a_class_no_client_holds_is_left_out_of_the_synthesised_set(tiny: tuple[
                                      n_classes=data.n_classes, input_shape=data.input_shape, seed=0, run_seed=0,
                                      init_state=_theta0(cfg, data))  # fmt: skip
     assert 0.5 < s.x.std() < 1.5 and s01.x.std() < 0.3
+
+
+PUBLIC = ["federation.server_start=public", "federation.public_seed=99",
+          "federation.public_data={corpus: embedded, embedded: {n_speakers: 2, utterances_per_emotion: 2, "
+          "duration_s: [1.0, 1.2]}}"]  # fmt: skip
+
+
+def test_a_public_start_is_the_servers_own_corpus_and_zero_updates_keep_it(
+    tiny: tuple[Config, Dataset], tmp_path: Path
+) -> None:
+    cfg, data = tiny
+    width = statistics_width(cfg, n_classes=data.n_classes, input_shape=data.input_shape)
+    stats = [ClientStatistics("client-0", np.ones((data.n_classes, width), np.float32),
+                              np.full(data.n_classes, 2.0, np.float32), None)]  # fmt: skip
+    pub = _with(cfg, tmp_path, [*PUBLIC, "federation.server_merf_iterations=0"])
+    kw = {"n_classes": data.n_classes, "input_shape": data.input_shape, "run_seed": 0, "init_state": _theta0(cfg, data)}
+    s0 = synthesise_from_statistics(stats, cfg=pub, seed=0, **kw)
+    public = load_public(pub)  # 2 speakers x 2 utterances per emotion: 4 per class, nobody of the federation
+    assert len(public) == 4 * data.n_classes
+    assert not any(np.allclose(p, t) for p in public.x for t in data.train.x)  # other speakers than the clients'
+    rows = {r.tobytes(): int(c) for r, c in zip(public.x, public.y, strict=True)}
+    assert s0.meta["loss_history"] == [] and s0.meta["start"] == "public"
+    assert [rows[r.tobytes()] for r in s0.x] == s0.y.tolist() == list(range(data.n_classes))  # ipc 1: public rows as is
+    fitted = synthesise_from_statistics(stats, cfg=_with(cfg, tmp_path, PUBLIC), seed=0, **kw)
+    assert len(fitted.meta["loss_history"]) == 5 and not np.allclose(fitted.x, s0.x)
+    assert not np.array_equal(synthesise_from_statistics(stats, cfg=pub, seed=1, **kw).x, s0.x)  # the server's draw
+    with pytest.raises(ConfigError, match="public_seed 0 equals seed"):
+        _with(cfg, tmp_path, [*PUBLIC, "federation.public_seed=0", "seed=0"])
+    with pytest.raises(ConfigError, match=r"public_data.emotions \['happy', 'sad'\] must be data.emotions"):
+        _with(cfg, tmp_path, [*PUBLIC, "federation.public_data.emotions=[happy, sad]"])
+    with pytest.raises(ConfigError, match="server_start: public needs merf_synthesis: server and a public_data"):
+        load_config(DEFAULT, ["federation.server_start=public"])
+    few = _with(cfg, tmp_path, [*PUBLIC, "federation.server_ipc=5"])
+    with pytest.raises(DataError, match=r"federation\.public_data: class 0 has 4 examples, 5 are needed"):
+        synthesise_from_statistics(stats, cfg=few, seed=0, **kw)
+    gone = _with(cfg, tmp_path, [*PUBLIC[:2], f"federation.public_data={{corpus: ravdess, path: {tmp_path / 'no'}}}"])
+    with pytest.raises(DataError, match=r"federation\.public_data: .*no: folder not found"):
+        synthesise_from_statistics(stats, cfg=gone, seed=0, **kw)
 
 
 def test_the_server_rejects_malformed_statistics_with_the_client_named() -> None:

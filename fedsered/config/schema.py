@@ -462,14 +462,32 @@ class FederationConfig(_Section):
         "server, the size per class of the set the server synthesises (default ipc)",
     )
     server_merf_iterations: int | None = Field(
-        None, ge=1, le=1_000_000,
+        None, ge=0, le=1_000_000,
         description="under merf_synthesis server, the updates of the server's synthesis (default "
-        "distill.merf_iterations); post-processing, so the server's CPU, not a client's budget, pays for them",
+        "distill.merf_iterations); post-processing, so the server's CPU, not a client's budget, pays for them. "
+        "0 = no fit: the server trains on its start as is (with server_start public, the public-only baseline)",
     )  # fmt: skip
+    server_start: Literal["noise", "public"] = Field(
+        "noise",
+        description="under merf_synthesis server, where the server's set starts: noise = Gaussian of server_start_std; "
+        "public = server_ipc examples per class drawn from the server's own public corpus (public_data), never any "
+        "client's data, so the start stays data-independent of every client",
+    )
     server_start_std: float = Field(
         1.0, gt=0.0, le=10.0,
         description="under merf_synthesis server, the std of the server's data-independent Gaussian start "
         "(normalised units)",
+    )  # fmt: skip
+    public_data: DataConfig | None = Field(
+        None,
+        description="server_start public: the server's public labelled corpus, a data section (corpus, path, "
+        "embedded, label_map...; its emotions must be the run's); all of its speakers are used, test_speakers is "
+        "ignored",
+    )
+    public_seed: int = Field(
+        20261203, ge=0, le=2**32 - 1,
+        description="seed of the public corpus (the embedded generator's draw of its speakers); for an embedded "
+        "public corpus it must differ from the run seed, or the public speakers would be the clients' own",
     )  # fmt: skip
     max_payload_mb: float = Field(16.0, gt=0.0, le=4096.0, description="size cap of one client's reply")
     set_encoding: SetEncoding = Field(
@@ -555,6 +573,12 @@ class FederationConfig(_Section):
             raise ValueError(
                 f"merf_synthesis: server needs method: merf and mode: one_shot, got method {self.method}, "
                 f"mode {self.mode}"
+            )
+        if self.server_start == "public" and (self.merf_synthesis != "server" or self.public_data is None):
+            raise ValueError(
+                "server_start: public needs merf_synthesis: server and a public_data section (the server's own "
+                f"public corpus), got merf_synthesis {self.merf_synthesis}, public_data "
+                f"{'set' if self.public_data else 'null'}"
             )
         return self
 
@@ -653,6 +677,22 @@ class Config(_Section):
                     f"{size / 2**20:,.0f} MiB of float32, over the {MAX_SET_BYTES >> 20} MiB a synthetic set may take "
                     "(lower it, or features.n_mels / segment_s)"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _check_public(self) -> Config:
+        fed = self.federation
+        public = fed.public_data if fed.server_start == "public" else None
+        if public is not None and public.emotions != self.data.emotions:
+            raise ValueError(
+                f"federation.public_data.emotions {list(public.emotions)} must be data.emotions "
+                f"{list(self.data.emotions)} (the same labels in the same order)"
+            )
+        if public is not None and public.corpus == "embedded" and fed.public_seed == self.seed:
+            raise ValueError(
+                f"federation.public_seed {fed.public_seed} equals seed: an embedded public corpus drawn from the run "
+                "seed would hold the clients' own speakers (choose another public_seed)"
+            )
         return self
 
     def to_yaml(self) -> str:

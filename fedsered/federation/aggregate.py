@@ -6,8 +6,9 @@ when ``federation.rebalance`` is on, repeats examples of smaller classes (seeded
 as many rows as the largest — the sampling form of class-balanced training. A class no client holds stays absent and
 is listed in ``meta["missing_classes"]``. ``synthesise_from_statistics`` is the server's side of
 ``federation.merf_synthesis: server``: it adds the clients' merf releases (per-class sums and counts), takes the
-means of the totals and synthesises one set from Gaussian noise under the same networks (post-processing of the
-releases; no client data, no client set). ``fedavg_average`` is the weighted mean of model updates (both transports).
+means of the totals and synthesises one set under the same networks from a start that no client's data touches —
+Gaussian noise, or utterances of the server's public corpus (``server_start``) — post-processing of the releases; no
+client data, no client set. ``fedavg_average`` is the weighted mean of model updates (both transports).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from fedsered.config import Config
+from fedsered.data.public import load_public, per_class_draw
 from fedsered.data.types import FeatureSet
 from fedsered.distill import distil
 from fedsered.distill.api import init_id
@@ -182,13 +184,12 @@ def synthesise_from_statistics(
         raise DataError("aggregate: no class has a total count of at least 1 in the clients' statistics")
     ipc = fed.server_ipc or fed.ipc
     y0 = np.repeat(present.astype(np.int64), ipc)
-    noise = rng(seed, "server/merf-start").standard_normal((len(y0), *input_shape))
-    x0 = (fed.server_start_std * noise).astype(np.float32)
+    x0 = server_start(cfg, y0, present=present, per_class=ipc, input_shape=input_shape, seed=seed)
     max_norm = cfg.privacy.max_grad_norm if cfg.privacy.enabled else NON_DP_MAX_NORM
     with torch_threads(fed.server_threads):
         nets = embedding_nets(cfg.model, n_classes=n_classes, init_state=init_state, seed=nets_seed(run_seed),
                               k=cfg.distill.merf_networks)  # fmt: skip
-        its = fed.server_merf_iterations or cfg.distill.merf_iterations
+        its = cfg.distill.merf_iterations if fed.server_merf_iterations is None else fed.server_merf_iterations
         dcfg = cfg.distill.model_copy(update={"merf_iterations": its})
         x, history = synthesise(nets, means_of(sums, counts), x0, y0, cfg=dcfg, max_norm=max_norm)
     per_client = {s.client_id: s.privacy for s in stats if s.privacy is not None}
@@ -197,11 +198,28 @@ def synthesise_from_statistics(
         init=init_id(init_state, model_cfg=cfg.model, n_classes=n_classes),
         client_id=None, privacy={"per_client": per_client} if per_client else None,
         clients=[s.client_id for s in stats], missing_classes=sorted(set(range(n_classes)) - set(present.tolist())),
-        merf_networks=cfg.distill.merf_networks, loss_history=history,
+        merf_networks=cfg.distill.merf_networks, loss_history=history, start=fed.server_start,
     )  # fmt: skip
     out = SyntheticSet(x=x, y=y0, meta=meta)
     validate_set(out, n_classes=n_classes, expected_shape=input_shape, max_bytes=None, source="server synthesis")
     return out
+
+
+def server_start(
+    cfg: Config, y0: np.ndarray, *, present: np.ndarray, per_class: int, input_shape: tuple[int, ...], seed: int
+) -> np.ndarray:
+    """The start of the server's synthesis, data-independent of every client: Gaussian noise of std
+    ``federation.server_start_std``, or (``server_start: public``) ``per_class`` utterances of each present class of
+    the server's public corpus (``fedsered.data.public``), drawn with the aggregation ``seed``."""
+    if cfg.federation.server_start == "noise":
+        noise = rng(seed, "server/merf-start").standard_normal((len(y0), *input_shape))
+        return (cfg.federation.server_start_std * noise).astype(np.float32)
+    public = load_public(cfg)
+    if tuple(public.x.shape[1:]) != tuple(input_shape):
+        raise DataError(f"federation.public_data: features of shape {public.x.shape[1:]}, the run's are {input_shape}")
+    idx = per_class_draw(public.y, classes=present.tolist(), per_class=per_class,
+                         gen=rng(seed, "server/public-start"), source="federation.public_data")  # fmt: skip
+    return np.ascontiguousarray(public.x[idx])
 
 
 def fedavg_average(updates: Sequence[Mapping[str, np.ndarray]], weights: Sequence[float]) -> dict[str, np.ndarray]:
