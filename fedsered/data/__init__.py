@@ -1,1 +1,2 @@
-"""Data layer: corpora (embedded and real), audio I/O, log-Mel features, caching and partitions into clients."""
+"""Data layer: corpora (embedded and real), audio I/O, log-Mel features, caching, partitions into clients and the
+server's public corpus (``public``)."""
