@@ -125,7 +125,7 @@ PUBLIC = ["federation.server_start=public", "federation.public_seed=99",
 
 
 def test_a_public_start_is_the_servers_own_corpus_and_zero_updates_keep_it(
-    tiny: tuple[Config, Dataset], tmp_path: Path
+    tiny: tuple[Config, Dataset], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cfg, data = tiny
     width = statistics_width(cfg, n_classes=data.n_classes, input_shape=data.input_shape)
@@ -155,6 +155,14 @@ def test_a_public_start_is_the_servers_own_corpus_and_zero_updates_keep_it(
     gone = _with(cfg, tmp_path, [*PUBLIC[:2], f"federation.public_data={{corpus: ravdess, path: {tmp_path / 'no'}}}"])
     with pytest.raises(DataError, match=r"federation\.public_data: .*no: folder not found"):
         synthesise_from_statistics(stats, cfg=gone, seed=0, **kw)
+    # the federation reads and checks the public corpus before any client releases anything
+    def released(*_: object, **__: object) -> None:
+        raise AssertionError("a client released before the public corpus was checked")
+
+    monkeypatch.setattr("fedsered.distill.merf.noisy_embedding_sums", released)
+    with pytest.raises(DataError, match=r"federation\.public_data: class 0 has 4 examples, 5 are needed"):
+        few_dp = _with(cfg, tmp_path, [*PUBLIC, "federation.server_ipc=5", *DP])
+        run_pipeline(few_dp, data, pipeline="synthetic", seed=3)
 
 
 def test_the_server_rejects_malformed_statistics_with_the_client_named() -> None:

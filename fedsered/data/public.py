@@ -11,7 +11,7 @@ it to DP releases stays post-processing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -47,7 +47,7 @@ def load_public(cfg: Config) -> FeatureSet:
 
 
 def per_class_draw(
-    y: np.ndarray, *, classes: Sequence[int], per_class: int, gen: np.random.Generator, source: str
+    y: np.ndarray, *, classes: Iterable[int], per_class: int, gen: np.random.Generator, source: str
 ) -> np.ndarray:
     """Indices of ``per_class`` examples of each of ``classes`` (in that order), drawn without replacement.
 

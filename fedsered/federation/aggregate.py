@@ -151,6 +151,7 @@ def synthesise_from_statistics(
     seed: int,
     run_seed: int,
     init_state: dict[str, torch.Tensor],
+    public: FeatureSet | None = None,
 ) -> SyntheticSet:
     """The server's one synthetic set from the clients' merf releases (post-processing only).
 
@@ -164,6 +165,8 @@ def synthesise_from_statistics(
         seed: the server's aggregation seed (the set's noise start).
         run_seed: the run seed the clients' networks were drawn from (``nets_seed``).
         init_state: θ₀ (network 0, as on the clients).
+        public: under ``server_start: public``, the corpus ``public_pool`` checked before the round (loaded here
+            when not given).
 
     Returns:
         ``server_ipc`` (default ``ipc``: at ε = 8 on validation speakers 3 per class beat 10 over 5 seeds, and 24
@@ -184,7 +187,9 @@ def synthesise_from_statistics(
         raise DataError("aggregate: no class has a total count of at least 1 in the clients' statistics")
     ipc = fed.server_ipc or fed.ipc
     y0 = np.repeat(present.astype(np.int64), ipc)
-    x0 = server_start(cfg, y0, present=present, per_class=ipc, input_shape=input_shape, seed=seed)
+    if fed.server_start == "public" and public is None:
+        public = public_pool(cfg, n_classes=n_classes, input_shape=input_shape)
+    x0 = server_start(cfg, y0, present=present, per_class=ipc, seed=seed, input_shape=input_shape, public=public)
     max_norm = cfg.privacy.max_grad_norm if cfg.privacy.enabled else NON_DP_MAX_NORM
     with torch_threads(fed.server_threads):
         nets = embedding_nets(cfg.model, n_classes=n_classes, init_state=init_state, seed=nets_seed(run_seed),
@@ -205,21 +210,38 @@ def synthesise_from_statistics(
     return out
 
 
-def server_start(
-    cfg: Config, y0: np.ndarray, *, present: np.ndarray, per_class: int, input_shape: tuple[int, ...], seed: int
-) -> np.ndarray:
-    """The start of the server's synthesis, data-independent of every client: Gaussian noise of std
-    ``federation.server_start_std``, or (``server_start: public``) ``per_class`` utterances of each present class of
-    the server's public corpus (``fedsered.data.public``), drawn with the aggregation ``seed``."""
-    if cfg.federation.server_start == "noise":
-        noise = rng(seed, "server/merf-start").standard_normal((len(y0), *input_shape))
-        return (cfg.federation.server_start_std * noise).astype(np.float32)
+def public_pool(cfg: Config, *, n_classes: int, input_shape: tuple[int, ...]) -> FeatureSet:
+    """The server's public corpus (``server_start: public``), checked before any client releases anything: the run's
+    feature shape and at least ``server_ipc`` (default ``ipc``) utterances of every class.
+
+    Raises:
+        DataError: naming ``federation.public_data`` (unreadable, another feature shape, a class too small).
+    """
     public = load_public(cfg)
     if tuple(public.x.shape[1:]) != tuple(input_shape):
         raise DataError(f"federation.public_data: features of shape {public.x.shape[1:]}, the run's are {input_shape}")
-    idx = per_class_draw(public.y, classes=present.tolist(), per_class=per_class,
+    per_class = cfg.federation.server_ipc or cfg.federation.ipc
+    per_class_draw(public.y, classes=range(n_classes), per_class=per_class, gen=rng(0, "server/public-check"),
+                   source="federation.public_data")  # fmt: skip
+    return public
+
+
+def server_start(
+    cfg: Config, y0: np.ndarray, *, present: np.ndarray, per_class: int, seed: int, input_shape: tuple[int, ...],
+    public: FeatureSet | None,
+) -> np.ndarray:
+    """The start of the server's synthesis, data-independent of every client: Gaussian noise of std
+    ``federation.server_start_std``, or (``server_start: public``) ``per_class`` utterances of each present class of
+    the server's public corpus (``public``, from ``public_pool``), drawn with the aggregation ``seed``."""
+    if cfg.federation.server_start == "noise":
+        noise = rng(seed, "server/merf-start").standard_normal((len(y0), *input_shape))
+        return (cfg.federation.server_start_std * noise).astype(np.float32)
+    if public is None:
+        raise ValueError("server_start public: no public corpus given (public_pool)")
+    pool = public
+    idx = per_class_draw(pool.y, classes=present.tolist(), per_class=per_class,
                          gen=rng(seed, "server/public-start"), source="federation.public_data")  # fmt: skip
-    return np.ascontiguousarray(public.x[idx])
+    return np.ascontiguousarray(pool.x[idx])
 
 
 def fedavg_average(updates: Sequence[Mapping[str, np.ndarray]], weights: Sequence[float]) -> dict[str, np.ndarray]:

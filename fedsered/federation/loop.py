@@ -39,7 +39,13 @@ from fedsered.federation.accept import (
     compose_privacy,
     reply_metric,
 )
-from fedsered.federation.aggregate import ClientStatistics, aggregate, fedavg_average, synthesise_from_statistics
+from fedsered.federation.aggregate import (
+    ClientStatistics,
+    aggregate,
+    fedavg_average,
+    public_pool,
+    synthesise_from_statistics,
+)
 from fedsered.federation.client import UPDATE_KINDS, raw_client
 from fedsered.federation.protocol import Failure, Reply, Task, TaskKind, Transport
 from fedsered.federation.records import ClientRecord, check_quorum
@@ -208,6 +214,9 @@ def run_federation(
     records: list[ClientRecord] = []
     rounds: list[RoundRecord] = []
     total = rounds_of(cfg, pipeline)
+    public = None  # the server's public corpus, read and checked before any client releases anything
+    if kind == "statistics" and cfg.federation.server_start == "public":
+        public = public_pool(cfg, n_classes=server.n_classes, input_shape=server.input_shape)
     for r in range(1, total + 1):
         task = Task(pipeline=pipeline, kind=kind, round=r, seed=seed, state=state, cfg=cfg)
         answers = transport.send(task, transport.connected(), timeout=cfg.federation.round_timeout_s)
@@ -222,7 +231,7 @@ def run_federation(
                 agg = synthesise_from_statistics(
                     [p for _, p in accepted if isinstance(p, ClientStatistics)], cfg=cfg, n_classes=server.n_classes,
                     input_shape=server.input_shape, seed=server_seed(seed, "aggregate", r), run_seed=seed,
-                    init_state=theta0,
+                    init_state=theta0, public=public,
                 )  # fmt: skip
             else:
                 sets = {cid: p for cid, p in accepted if isinstance(p, SyntheticSet)}
