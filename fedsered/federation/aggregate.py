@@ -221,8 +221,11 @@ def public_pool(cfg: Config, *, n_classes: int, input_shape: tuple[int, ...]) ->
     if tuple(public.x.shape[1:]) != tuple(input_shape):
         raise DataError(f"federation.public_data: features of shape {public.x.shape[1:]}, the run's are {input_shape}")
     per_class = cfg.federation.server_ipc or cfg.federation.ipc
-    per_class_draw(public.y, classes=range(n_classes), per_class=per_class, gen=rng(0, "server/public-check"),
-                   source="federation.public_data")  # fmt: skip
+    counts = np.bincount(public.y, minlength=n_classes)
+    short = np.flatnonzero(counts < per_class)
+    if len(short):
+        c = int(short[0])
+        raise DataError(f"federation.public_data: class {c} has {counts[c]} examples, {per_class} are needed")
     return public
 
 
@@ -236,12 +239,10 @@ def server_start(
     if cfg.federation.server_start == "noise":
         noise = rng(seed, "server/merf-start").standard_normal((len(y0), *input_shape))
         return (cfg.federation.server_start_std * noise).astype(np.float32)
-    if public is None:
-        raise ValueError("server_start public: no public corpus given (public_pool)")
-    pool = public
-    idx = per_class_draw(pool.y, classes=present.tolist(), per_class=per_class,
+    assert public is not None, "server_start public: the caller passes public_pool's corpus"
+    idx = per_class_draw(public.y, classes=present.tolist(), per_class=per_class,
                          gen=rng(seed, "server/public-start"), source="federation.public_data")  # fmt: skip
-    return np.ascontiguousarray(pool.x[idx])
+    return np.ascontiguousarray(public.x[idx])
 
 
 def fedavg_average(updates: Sequence[Mapping[str, np.ndarray]], weights: Sequence[float]) -> dict[str, np.ndarray]:
