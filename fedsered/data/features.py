@@ -36,7 +36,6 @@ from typing import Any
 
 import librosa
 import numpy as np
-import scipy.signal
 import scipy.sparse
 import torch
 
@@ -201,7 +200,9 @@ class _FastLogMel:
         self.pad = cfg.n_fft // 2
         self.frames = n_frames(cfg)
         self.n_freq = cfg.n_fft // 2 + 1
-        self.window = scipy.signal.get_window("hann", cfg.n_fft, fftbins=True)  # librosa's window, float64
+        from scipy.signal import get_window  # lazy: it loads scipy.stats, ~1 s of a start reading cached features
+
+        self.window = get_window("hann", cfg.n_fft, fftbins=True)  # librosa's window, float64
         self.basis = scipy.sparse.csr_array(mel_filterbank(cfg))  # 3% of a 64 x 513 filterbank is nonzero
         self.padded = np.zeros((batch_size, self.n_samples + 2 * self.pad), dtype=np.float64)
         self.framed = np.lib.stride_tricks.sliding_window_view(self.padded, cfg.n_fft, axis=-1)[:, :: cfg.hop_length]

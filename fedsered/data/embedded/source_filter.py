@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from scipy import signal
 
 # Formants (Hz) F1-F6 of an adult male reference tract; rows: /a/ /ɛ/ /i/ /ɔ/ /u/ /æ/ /ʌ/ (F1-F3 from Peterson &
 # Barney 1952). F5 and F6 are fixed; like Klatt's higher-pole correction they keep energy above F4.
@@ -70,6 +69,8 @@ def high_shelf(x: np.ndarray, gain_db: float, fc: float, sr: int) -> np.ndarray:
     v = 10.0 ** (gain_db / 20.0)
     b = np.array([v + k, k - v]) / (1.0 + k)
     a = np.array([1.0, (k - 1.0) / (1.0 + k)])
+    from scipy import signal  # lazy: it loads scipy.stats, ~1 s of a process start that reads cached features
+
     return signal.lfilter(b, a, x)
 
 
@@ -89,6 +90,8 @@ def formant_sos(formants: np.ndarray, bandwidths: np.ndarray, sr: int) -> np.nda
 
 @functools.lru_cache(maxsize=4096)
 def _band_sos(lo: int, hi: int, sr: int) -> np.ndarray:
+    from scipy import signal  # lazy: it loads scipy.stats, ~1 s of a process start that reads cached features
+
     return np.asarray(signal.butter(2, [lo, hi], btype="bandpass", fs=sr, output="sos"))
 
 

@@ -4,7 +4,6 @@ source-filter path, level normalisation, background noise and soft limiting."""
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
 
 from fedsered.data.embedded.emotions import EmotionProfile, Knobs
 from fedsered.data.embedded.prosody import f0_contour, schedule
@@ -45,6 +44,8 @@ def synthesise(
     r: np.random.Generator, speaker: Speaker, style: EmotionProfile, knobs: Knobs, n: int, sr: int
 ) -> np.ndarray:
     """One utterance of ``n`` samples: the speaker acting ``style``, with per-utterance randomness everywhere."""
+    from scipy import signal  # lazy: it loads scipy.stats, ~1 s of a process start that reads cached features
+
     s = knobs.spread
     f0_hz = speaker.f0_hz * 2.0 ** ((style.f0_st + r.normal(0.0, 0.6 * s)) / 12.0)
     range_st = speaker.range_st * style.range_mult * r.lognormal(0.0, 0.2 * s)
