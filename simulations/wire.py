@@ -1,7 +1,8 @@
 """Message ↔ fedsered objects: how a ``Task`` and a ``Reply`` travel in Flower records.
 
 A task is ``RecordDict({"arrays": ArrayRecord(model state), "task": ConfigRecord({"fedsered-config": <resolved YAML>,
-"pipeline", "kind", "round", "seed"})})`` with message type ``train``; a reply is ``RecordDict({"payload":
+"pipeline", "kind", "round", "seed"})})`` (and a statistics task's ``"centre": ArrayRecord({"centre": ...})`` under
+``federation.merf_centre``) with message type ``train``; a reply is ``RecordDict({"payload":
 ArrayRecord(the set's x/y or the update), "meta": ConfigRecord({"json": <metadata>, "error": <refusal or "">,
 "node": <the Ray node id, or "">}), "metrics": MetricRecord(...)})``. ``reply_of`` never raises: a reply missing
 records arrives as an empty or undecodable ``Reply``, which the server's checks (``fedsered.federation.accept``)
@@ -21,6 +22,7 @@ from fedsered.errors import DataError
 from fedsered.federation.protocol import Reply, Task, TaskKind
 
 TASK_KEY, STATE_KEY, PAYLOAD_KEY, META_KEY, METRICS_KEY = "task", "arrays", "payload", "meta", "metrics"
+CENTRE_KEY = "centre"
 
 
 def array_record(arrays: dict[str, np.ndarray] | Any) -> ArrayRecord:
@@ -33,6 +35,8 @@ def task_message(task: Task, node_id: int, *, cfg_yaml: str) -> Message:
     instr = ConfigRecord({"fedsered-config": cfg_yaml, "pipeline": task.pipeline, "kind": task.kind,
                           "round": task.round, "seed": task.seed})  # fmt: skip
     content = RecordDict({STATE_KEY: array_record(task.state), TASK_KEY: instr})
+    if task.centre is not None:
+        content[CENTRE_KEY] = array_record({CENTRE_KEY: task.centre})
     return Message(content, dst_node_id=node_id, message_type="train")
 
 
@@ -64,8 +68,10 @@ def task_of(msg: Message) -> Task:
         raise DataError("server instruction: 'fedsered-config' must be the run's YAML text")
     cfg = _config(text)
     state = {k: np.array(a.numpy(), copy=True) for k, a in content.array_records[STATE_KEY].items()}
+    record = content.array_records.get(CENTRE_KEY)
+    centre = record.get(CENTRE_KEY) if record is not None else None
     return Task(pipeline=pipeline, kind=kind, round=_int(instr, "round"), seed=_int(instr, "seed"), state=state,
-                cfg=cfg)  # fmt: skip
+                cfg=cfg, centre=None if centre is None else np.array(centre.numpy(), copy=True))  # fmt: skip
 
 
 @functools.lru_cache(maxsize=4)

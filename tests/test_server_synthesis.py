@@ -4,11 +4,13 @@ counts once, the server adds them and synthesises one set (in process; the Flowe
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from fedsered.config import Config, load_config
 from fedsered.data.dataset import Dataset, build_dataset
@@ -211,3 +213,76 @@ def test_the_dp_config_is_the_default_federation_under_dp_with_server_synthesis(
     assert (dp.federation.method, dp.federation.merf_synthesis, dp.federation.server_ipc) == ("merf", "server", None)
     assert set(dp.federation.baselines) <= set(dp.privacy.share) | {"pooled"}  # no baseline its clients refuse
     assert dp.data == default.data and dp.model == default.model and dp.train == default.train
+
+
+def test_a_centre_is_the_servers_data_independent_point_and_keeps_the_sensitivity(
+    tiny: tuple[Config, Dataset], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flwr.supercore.task_identity import TaskIdentity
+
+    from fedsered.federation.aggregate import merf_centre
+    from fedsered.privacy.embeddings import embedding_bound
+    from simulations.wire import task_message, task_of
+
+    cfg, data = tiny
+    theta0 = _theta0(cfg, data)
+    kw = {"n_classes": data.n_classes, "input_shape": data.input_shape, "run_seed": 7, "init_state": theta0}
+    noise = _with(cfg, tmp_path, ["federation.merf_centre=noise"])
+    pub = _with(cfg, tmp_path, ["federation.merf_centre=public", *PUBLIC[1:]])
+    c_noise = merf_centre(noise, **kw, public=None)
+    c_pub = merf_centre(pub, **kw, public=load_public(pub))
+    assert merf_centre(cfg, **kw, public=None) is None
+    width = statistics_width(cfg, n_classes=data.n_classes, input_shape=data.input_shape)
+    assert c_noise is not None and c_pub is not None and c_noise.shape == c_pub.shape == (width,)
+    assert np.array_equal(c_noise, merf_centre(noise, **kw, public=None))  # a function of the public run seed alone
+    assert not np.allclose(c_noise, c_pub)
+    # whatever the centre, one example moves a class sum by at most the clipping bound (rows clipped after centring)
+    nets = embedding_nets(cfg.model, n_classes=data.n_classes, init_state=theta0, seed=nets_seed(7), k=2)
+    d = data.client(0)
+    for centre in (c_pub, 1e3 * np.random.default_rng(0).standard_normal(width).astype(np.float32)):
+        far = nets.centred(torch.from_numpy(centre))
+        full, _ = release_sums(far, d.x, d.y, n_classes=data.n_classes, dp=None)
+        less, _ = release_sums(far, d.x[1:], d.y[1:], n_classes=data.n_classes, dp=None)
+        assert float((full - less).norm()) <= embedding_bound(1.0) + 1e-5
+    # centring on the public corpus's mean spends the bound on how the classes differ: their clipped means spread more
+    def spread(n: nn.Module) -> float:
+        sums, counts = release_sums(n, data.train.x, data.train.y, n_classes=data.n_classes, dp=None)
+        means = sums / counts.unsqueeze(1)
+        return float((means - means.mean(dim=0)).norm(dim=1).mean())
+
+    assert spread(nets.centred(torch.from_numpy(c_pub))) > 2 * spread(nets)
+    # the client receives the server's centre (in process and through Flower's records) and releases under it
+    stats = statistics_client(d, cfg=noise, client_id="client-0", n_classes=data.n_classes, init_state=theta0,
+                              run_seed=7, seed=1, centre=c_noise)  # fmt: skip
+    plain = statistics_client(d, cfg=cfg, client_id="client-0", n_classes=data.n_classes, init_state=theta0,
+                              run_seed=7, seed=1)  # fmt: skip
+    assert stats.counts.tolist() == plain.counts.tolist() and not np.allclose(stats.sums, plain.sums)
+    state = {k: v.numpy() for k, v in theta0.items()}
+    task = Task(pipeline="synthetic", kind="statistics", round=1, seed=7, state=state, cfg=noise, centre=c_noise)
+    for key in ("_task_id", "_run_id", "_node_id"):  # Flower builds Messages only inside a run (as test_simulation)
+        monkeypatch.setattr(TaskIdentity, key, 1)
+    back = task_of(task_message(task, 1, cfg_yaml=noise.to_yaml()))
+    assert back.centre is not None and np.array_equal(back.centre, c_noise)
+    assert task_of(task_message(Task(**{**task.__dict__, "centre": None}), 1, cfg_yaml=cfg.to_yaml())).centre is None
+    for centre, run, why in ((None, noise, "merf_centre is noise but the task has no centre"),
+                             (c_noise, cfg, "merf_centre is none but the task has a centre"),
+                             (c_noise[:-1], noise, r"a centre of shape \(\d+,\), the embeddings have width"),
+                             (np.full(width, np.inf, np.float32), noise, "one finite vector")):  # fmt: skip
+        reply = run_task(Task(**{**task.__dict__, "cfg": run, "centre": centre}),
+                         LocalClient("client-0", d, data.n_classes))  # fmt: skip
+        assert reply.arrays == {} and reply.error is not None and re.search(why, reply.error), reply.error
+    # the server's synthesis fits its set under the same centre; the federation sends it and records it
+    res = run_pipeline(noise, data, pipeline="synthetic", seed=7)
+    assert res.shared is not None and res.shared.meta["centre"] == "noise"
+    stats_all = []
+    for k in range(2):
+        cid = f"client-{k}"
+        s = statistics_client(data.client(k), cfg=noise, client_id=cid, n_classes=data.n_classes, init_state=theta0,
+                              run_seed=7, seed=client_seed(7, cid, 1), centre=c_noise)  # fmt: skip
+        stats_all.append(ClientStatistics(cid, s.sums, s.counts, None))
+    again = synthesise_from_statistics(stats_all, cfg=noise, seed=server_seed(7, "aggregate", 1), **kw)
+    assert np.array_equal(again.x, res.shared.x)
+    with pytest.raises(ConfigError, match="merf_centre: public needs merf_synthesis: server and a public_data"):
+        load_config(DEFAULT, [*SERVER, "federation.merf_centre=public"])
+    with pytest.raises(ConfigError, match="merf_centre: noise needs merf_synthesis: server, got merf_synthesis"):
+        load_config(DEFAULT, ["federation.method=merf", "federation.merf_centre=noise"])

@@ -473,6 +473,14 @@ class FederationConfig(_Section):
         "public = server_ipc examples per class drawn from the server's own public corpus (public_data), never any "
         "client's data, so the start stays data-independent of every client",
     )
+    merf_centre: Literal["none", "noise", "public"] = Field(
+        "none",
+        description="under merf_synthesis server, the point every embedding is centred on before it is clipped, on "
+        "the clients and the server alike (the server computes it and sends it with the statistics task): none; "
+        "noise = the mean embedding of Gaussian inputs drawn from the run seed; public = the mean embedding of the "
+        "server's public corpus (public_data). Data-independent of every client, so it moves no epsilon; it spends "
+        "the clipping bound on how examples differ instead of on what all of them share",
+    )
     server_start_std: float = Field(
         1.0, gt=0.0, le=10.0,
         description="under merf_synthesis server, the std of the server's data-independent Gaussian start "
@@ -480,9 +488,9 @@ class FederationConfig(_Section):
     )  # fmt: skip
     public_data: DataConfig | None = Field(
         None,
-        description="server_start public: the server's public labelled corpus, a data section (corpus, path, "
-        "embedded, label_map...; its emotions must be the run's); all of its speakers are used, test_speakers is "
-        "ignored",
+        description="server_start or merf_centre public: the server's public labelled corpus, a data section "
+        "(corpus, path, embedded, label_map...; its emotions must be the run's); all of its speakers are used, "
+        "test_speakers is ignored",
     )
     public_seed: int = Field(
         20261203, ge=0, le=2**32 - 1,
@@ -579,6 +587,13 @@ class FederationConfig(_Section):
                 "server_start: public needs merf_synthesis: server and a public_data section (the server's own "
                 f"public corpus), got merf_synthesis {self.merf_synthesis}, public_data "
                 f"{'set' if self.public_data else 'null'}"
+            )
+        needs_public = self.merf_centre == "public"
+        if self.merf_centre != "none" and (self.merf_synthesis != "server" or (needs_public and not self.public_data)):
+            also = " and a public_data section (the server's own public corpus)" if needs_public else ""
+            raise ValueError(
+                f"merf_centre: {self.merf_centre} needs merf_synthesis: server{also}, got merf_synthesis "
+                f"{self.merf_synthesis}, public_data {'set' if self.public_data else 'null'}"
             )
         return self
 
@@ -682,7 +697,7 @@ class Config(_Section):
     @model_validator(mode="after")
     def _check_public(self) -> Config:
         fed = self.federation
-        public = fed.public_data if fed.server_start == "public" else None
+        public = fed.public_data if "public" in (fed.server_start, fed.merf_centre) else None
         if public is not None and public.emotions != self.data.emotions:
             raise ValueError(
                 f"federation.public_data.emotions {list(public.emotions)} must be data.emotions "

@@ -295,6 +295,7 @@ def release_statistics(
     privacy: ClientPrivacy | None = None,
     ledger: PrivacyLedger | None = None,
     threads: int = 1,
+    centre: np.ndarray | None = None,
 ) -> MerfStatistics:
     """merf's release alone (``merf.release_sums``), for a server that adds every client's release and synthesises
     one set from the totals (``federation.merf_synthesis: server``): nothing is synthesised here.
@@ -311,13 +312,14 @@ def release_statistics(
         privacy: the client's DP settings, or ``None`` for exact sums and counts.
         ledger: the client's privacy ledger: checked before, recorded after the release.
         threads: torch threads of the embedding passes.
+        centre: the data-independent point the embeddings are centred on before clipping (``[K·d]``), or ``None``.
 
     Returns:
         The statistics and their privacy object.
 
     Raises:
         DataError: the client holds no example, or labels outside ``[0, n_classes)``.
-        ConfigError: a target ε the one release cannot meet.
+        ConfigError: a target ε the one release cannot meet, or a centre of another width than the embeddings.
         PrivacyBudgetError: the ledger refuses the release.
     """
     if len(data) == 0:
@@ -330,6 +332,13 @@ def release_statistics(
     with torch_threads(threads):
         nets = embedding_nets(model_cfg, n_classes=n_classes, init_state=init_state, seed=nets_seed,
                               k=cfg.merf_networks)  # fmt: skip
+        if centre is not None:
+            with torch.no_grad():
+                width = int(nets.raw(torch.from_numpy(data.x[:1])).shape[1])
+            if centre.shape != (width,):
+                raise ConfigError(f"client {client_id or '(centralised)'}: a centre of shape {centre.shape}, the "
+                                  f"embeddings have width {width}")  # fmt: skip
+            nets = nets.centred(torch.from_numpy(centre.astype(np.float32)))
         sums, counts = release_sums(nets, data.x, data.y, n_classes=n_classes, dp=spec)
     obj = _privacy_of(spec, privacy) if spec is not None and privacy is not None else None
     if ledger is not None and spec is not None:

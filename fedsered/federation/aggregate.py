@@ -26,7 +26,7 @@ from fedsered.data.types import FeatureSet
 from fedsered.distill import distil
 from fedsered.distill.api import init_id
 from fedsered.distill.formation import training_examples
-from fedsered.distill.merf import NON_DP_MAX_NORM, embedding_nets, means_of, synthesise
+from fedsered.distill.merf import NON_DP_MAX_NORM, embedding_nets, mean_embedding, means_of, noise_centre, synthesise
 from fedsered.distill.synthetic_set import SyntheticSet, make_meta, validate_set
 from fedsered.errors import DataError
 from fedsered.federation.client import feature_settings, nets_seed
@@ -152,6 +152,7 @@ def synthesise_from_statistics(
     run_seed: int,
     init_state: dict[str, torch.Tensor],
     public: FeatureSet | None = None,
+    centre: np.ndarray | None = None,
 ) -> SyntheticSet:
     """The server's one synthetic set from the clients' merf releases (post-processing only).
 
@@ -167,6 +168,8 @@ def synthesise_from_statistics(
         init_state: θ₀ (network 0, as on the clients).
         public: under ``server_start: public``, the corpus ``public_pool`` checked before the round (loaded here
             when not given).
+        centre: under ``merf_centre``, the centre the clients were sent (``merf_centre``; computed here when not
+            given): the synthetic side is centred on it too.
 
     Returns:
         ``server_ipc`` (default ``ipc``: at ε = 8 on validation speakers 3 per class beat 10 over 5 seeds, and 24
@@ -187,13 +190,17 @@ def synthesise_from_statistics(
         raise DataError("aggregate: no class has a total count of at least 1 in the clients' statistics")
     ipc = fed.server_ipc or fed.ipc
     y0 = np.repeat(present.astype(np.int64), ipc)
-    if fed.server_start == "public" and public is None:
+    if "public" in (fed.server_start, fed.merf_centre) and public is None:
         public = public_pool(cfg, n_classes=n_classes, input_shape=input_shape)
+    if fed.merf_centre != "none" and centre is None:
+        centre = merf_centre(cfg, n_classes=n_classes, input_shape=input_shape, run_seed=run_seed,
+                             init_state=init_state, public=public)  # fmt: skip
     x0 = server_start(cfg, y0, present=present, per_class=ipc, seed=seed, input_shape=input_shape, public=public)
     max_norm = cfg.privacy.max_grad_norm if cfg.privacy.enabled else NON_DP_MAX_NORM
+    centre_t = None if centre is None else torch.from_numpy(centre)
     with torch_threads(fed.server_threads):
         nets = embedding_nets(cfg.model, n_classes=n_classes, init_state=init_state, seed=nets_seed(run_seed),
-                              k=cfg.distill.merf_networks)  # fmt: skip
+                              k=cfg.distill.merf_networks).centred(centre_t)  # fmt: skip
         its = cfg.distill.merf_iterations if fed.server_merf_iterations is None else fed.server_merf_iterations
         dcfg = cfg.distill.model_copy(update={"merf_iterations": its})
         x, history = synthesise(nets, means_of(sums, counts), x0, y0, cfg=dcfg, max_norm=max_norm)
@@ -204,10 +211,31 @@ def synthesise_from_statistics(
         client_id=None, privacy={"per_client": per_client} if per_client else None,
         clients=[s.client_id for s in stats], missing_classes=sorted(set(range(n_classes)) - set(present.tolist())),
         merf_networks=cfg.distill.merf_networks, loss_history=history, start=fed.server_start,
+        centre=fed.merf_centre,
     )  # fmt: skip
     out = SyntheticSet(x=x, y=y0, meta=meta)
     validate_set(out, n_classes=n_classes, expected_shape=input_shape, max_bytes=None, source="server synthesis")
     return out
+
+
+def merf_centre(
+    cfg: Config, *, n_classes: int, input_shape: tuple[int, ...], run_seed: int,
+    init_state: dict[str, torch.Tensor], public: FeatureSet | None,
+) -> np.ndarray | None:
+    """The point the run's merf embeddings are centred on (``federation.merf_centre``), computed by the server and
+    sent with the statistics task: ``None`` (none), the mean embedding of Gaussian inputs drawn from the public run
+    seed (noise), or of the server's public corpus (public, ``public`` from ``public_pool``). Data-independent of every
+    client: the clients clip ``embed(x) − centre``, so the sensitivity stays C whatever the centre is."""
+    kind = cfg.federation.merf_centre
+    if kind == "none":
+        return None
+    with torch_threads(cfg.federation.server_threads):
+        nets = embedding_nets(cfg.model, n_classes=n_classes, init_state=init_state, seed=nets_seed(run_seed),
+                              k=cfg.distill.merf_networks)  # fmt: skip
+        if kind == "noise":
+            return noise_centre(nets, input_shape, seed=nets_seed(run_seed)).numpy().astype(np.float32)
+        assert public is not None, "merf_centre public: the caller passes public_pool's corpus"
+        return mean_embedding(nets, public.x).numpy().astype(np.float32)
 
 
 def public_pool(cfg: Config, *, n_classes: int, input_shape: tuple[int, ...]) -> FeatureSet:

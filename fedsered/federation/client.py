@@ -161,7 +161,7 @@ def _work(task: Task, client: LocalClient, cfg: Config, ledger: PrivacyLedger | 
         arrays, meta = wire_form(s, encoding=cfg.federation.set_encoding)  # post-processing of the release
     elif task.kind == "statistics":
         stats = statistics_client(client.data, cfg=cfg, client_id=cid, n_classes=client.n_classes, init_state=state,
-                                  run_seed=task.seed, seed=seed, ledger=ledger)  # fmt: skip
+                                  run_seed=task.seed, seed=seed, ledger=ledger, centre=task.centre)  # fmt: skip
         arrays, meta = statistics_wire(stats, client_id=cid, merf_networks=cfg.distill.merf_networks)
     elif task.pipeline == "dp_fedavg":
         arrays, obj = local_update_dp(state, client.data, cfg=cfg, client_id=cid, seed=seed,
@@ -273,25 +273,33 @@ def statistics_client(
     run_seed: int,
     seed: int,
     ledger: PrivacyLedger | None = None,
+    centre: np.ndarray | None = None,
 ) -> MerfStatistics:
     """A client's merf release for server-side synthesis (``federation.merf_synthesis: server``): per-class sums and
-    counts of its clipped embeddings under the run's shared networks (θ₀ first), noisy under DP, checked against and
-    recorded in its ledger as one release.
+    counts of its clipped embeddings under the run's shared networks (θ₀ first), centred on the server's ``centre``
+    under ``federation.merf_centre`` (any centre keeps the sensitivity C: the rows are clipped after centring), noisy
+    under DP, checked against and recorded in its ledger as one release.
 
     Raises:
         ConfigError: the run is not ``synthetic`` with method merf and server synthesis (what the client checks for
-            itself, whatever the task's kind says), or bad privacy settings.
+            itself, whatever the task's kind says), bad privacy settings, or a centre missing, unasked for,
+            non-finite or of the wrong width.
         PrivacyBudgetError: the client's ledger refuses the release.
     """
     fed = cfg.federation
     if fed.method != "merf" or fed.merf_synthesis != "server":
         raise ConfigError(f"{client_id}: a statistics task needs federation.method merf and merf_synthesis server, "
                           f"got {fed.method} and {fed.merf_synthesis}")  # fmt: skip
+    if (centre is None) != (fed.merf_centre == "none"):
+        raise ConfigError(f"{client_id}: federation.merf_centre is {fed.merf_centre} but the task "
+                          f"{'has no' if centre is None else 'has a'} centre")  # fmt: skip
+    if centre is not None and (centre.ndim != 1 or not np.isfinite(centre).all()):
+        raise ConfigError(f"{client_id}: the task's centre must be one finite vector, got shape {centre.shape}")
     cp = client_privacy(cfg.privacy, client_id=client_id, n_local=len(data))
     return release_statistics(
         data, cfg=cfg.distill, model_cfg=cfg.model, n_classes=n_classes, init_state=init_state,
         nets_seed=nets_seed(run_seed), seed=seed, client_id=client_id, privacy=cp,
-        ledger=ledger if cp is not None else None, threads=cfg.train.threads,
+        ledger=ledger if cp is not None else None, threads=cfg.train.threads, centre=centre,
     )  # fmt: skip
 
 

@@ -43,6 +43,7 @@ from fedsered.federation.aggregate import (
     ClientStatistics,
     aggregate,
     fedavg_average,
+    merf_centre,
     public_pool,
     synthesise_from_statistics,
 )
@@ -215,10 +216,12 @@ def run_federation(
     rounds: list[RoundRecord] = []
     total = rounds_of(cfg, pipeline)
     public = None  # the server's public corpus, read and checked before any client releases anything
-    if kind == "statistics" and cfg.federation.server_start == "public":
+    if kind == "statistics" and "public" in (cfg.federation.server_start, cfg.federation.merf_centre):
         public = public_pool(cfg, n_classes=server.n_classes, input_shape=server.input_shape)
+    centre = merf_centre(cfg, n_classes=server.n_classes, input_shape=server.input_shape, run_seed=seed,
+                         init_state=theta0, public=public) if kind == "statistics" else None  # fmt: skip
     for r in range(1, total + 1):
-        task = Task(pipeline=pipeline, kind=kind, round=r, seed=seed, state=state, cfg=cfg)
+        task = Task(pipeline=pipeline, kind=kind, round=r, seed=seed, state=state, cfg=cfg, centre=centre)
         answers = transport.send(task, transport.connected(), timeout=cfg.federation.round_timeout_s)
         accepted, recs = _collect(task, answers, transport, server=server, reference=reference, spent=spent)
         records += recs
@@ -231,7 +234,7 @@ def run_federation(
                 agg = synthesise_from_statistics(
                     [p for _, p in accepted if isinstance(p, ClientStatistics)], cfg=cfg, n_classes=server.n_classes,
                     input_shape=server.input_shape, seed=server_seed(seed, "aggregate", r), run_seed=seed,
-                    init_state=theta0, public=public,
+                    init_state=theta0, public=public, centre=centre,
                 )  # fmt: skip
             else:
                 sets = {cid: p for cid, p in accepted if isinstance(p, SyntheticSet)}

@@ -37,6 +37,7 @@ class Task:
         seed: the run seed.
         state: the model state to start from (θ₀ in round 1, the current global model after), numpy arrays.
         cfg: the resolved run config.
+        centre: a statistics task's embedding centre (``federation.merf_centre``, ``[K·d]`` float32), else ``None``.
     """
 
     pipeline: FederatedPipeline
@@ -45,6 +46,7 @@ class Task:
     seed: int
     state: Mapping[str, np.ndarray]
     cfg: Config
+    centre: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
