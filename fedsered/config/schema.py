@@ -479,7 +479,8 @@ class FederationConfig(_Section):
         "the clients and the server alike (the server computes it and sends it with the statistics task): none; "
         "noise = the mean embedding of Gaussian inputs drawn from the run seed; public = the mean embedding of the "
         "server's public corpus (public_data). Data-independent of every client, so it moves no epsilon; it spends "
-        "the clipping bound on how examples differ instead of on what all of them share",
+        "the clipping bound on how examples differ instead of on what all of them share. Measured (RESULTS.md): "
+        "public lifts DP server synthesis (test speakers, eps 1: +0.110 UAR), noise lowers it",
     )
     server_start_std: float = Field(
         1.0, gt=0.0, le=10.0,

@@ -92,7 +92,9 @@ def noise_centre(nets: ConcatEmbedding, input_shape: tuple[int, ...], *, seed: i
     the default corpus the clipped rows' mean is 98 % of the bound and the class means differ by 6 % of it, so
     clipping spends almost the whole bound, and the DP noise it sets, on what every example shares. Centring on this
     point first (any data-independent point keeps the sensitivity C) leaves 2.6× the between-class signal there;
-    the public corpus's mean embedding, 5× (``merf_centre`` in the schema; measured in RESULTS.md)."""
+    the public corpus's mean embedding, 5× (``benchmarks/merf_centre.py``). Yet this centre lowers the UAR of the
+    server's synthesis (RESULTS.md "Centring the embeddings"): a set started from Gaussian noise embeds near it, so
+    the directions its clipped means are fitted by start as noise. The public centre is the one that helps."""
     noise = rng(seed, "merf/centre").standard_normal((CENTRE_NOISE_INPUTS, *input_shape)).astype(np.float32)
     return mean_embedding(nets, noise)
 
