@@ -32,9 +32,12 @@ from fedsered.config import Config
 from fedsered.data.dataset import Dataset
 from fedsered.data.types import FeatureSet
 from fedsered.errors import ConfigError
+from fedsered.federation.accept import accept_statistics
+from fedsered.federation.aggregate import ClientStatistics, merf_centre, public_pool
 from fedsered.federation.client import LocalClient, run_task
 from fedsered.federation.encoding import decode_arrays
-from fedsered.federation.protocol import Task
+from fedsered.federation.loop import statistics_width, task_kind
+from fedsered.federation.protocol import Reply, Task
 from fedsered.io import atomic_write_bytes
 from fedsered.models import fixed_init_state
 from fedsered.processes import children, forget, record_children, stop_recorded
@@ -224,11 +227,21 @@ def server_replay(
     observed: dict[str, np.ndarray],
 ) -> np.ndarray:
     """The server-knowledge attack on run ``run``: for each audited row, the owner's computation replayed by the
-    server (the task it sent: run seed, θ₀, config) on the client's data with the row IN and with it OUT — every other
-    record as it was (the adversary of DP's definition) — scored against the set the client uploaded."""
+    server (the task it sent: run seed, θ₀, config, and under server synthesis the merf centre) on the client's data
+    with the row IN and with it OUT — every other record as it was (the adversary of DP's definition) — scored
+    against what the client uploaded: its set, or under ``federation.merf_synthesis: server`` its merf release."""
     run_cfg = target_config(cfg, spec)
-    theta0 = {k: v.numpy() for k, v in fixed_init_state(run_cfg.model, n_classes=data.n_classes).items()}
-    task = Task(pipeline="synthetic", kind="share", round=1, seed=seed, state=theta0, cfg=run_cfg)
+    init = fixed_init_state(run_cfg.model, n_classes=data.n_classes)
+    theta0 = {k: v.numpy() for k, v in init.items()}
+    kind = task_kind(run_cfg, "synthetic")
+    shape = tuple(plan.audited.x.shape[1:])
+    centre = None
+    if kind == "statistics":  # the server computes the centre as the run did: from public inputs only
+        public = public_pool(run_cfg, n_classes=data.n_classes, input_shape=shape) \
+            if "public" in (run_cfg.federation.server_start, run_cfg.federation.merf_centre) else None  # fmt: skip
+        centre = merf_centre(run_cfg, n_classes=data.n_classes, input_shape=shape, run_seed=seed, init_state=init,
+                             public=public)  # fmt: skip
+    task = Task(pipeline="synthetic", kind=kind, round=1, seed=seed, state=theta0, cfg=run_cfg, centre=centre)
     scores = []
     for i in rows:
         cid = str(plan.owner[i])
@@ -238,13 +251,19 @@ def server_replay(
             m[i, run] = member
             mine = run_clients(replace(plan, member=m), run)[cid]
             reply = run_task(task, LocalClient(cid, mine, data.n_classes, None, run_cfg.privacy))
-            if reply.error is not None:
-                replays.append(np.empty(0))
-            else:  # as the server saw the upload: decoded from the run's set encoding
-                encoding = run_cfg.federation.set_encoding
-                replays.append(decode_arrays(reply.arrays, encoding=encoding, source=cid)[0])
+            replays.append(np.empty(0) if reply.error is not None else _as_received(reply, run_cfg, kind, data, shape))
         scores.append(replay_score(observed[cid], replays[0], replays[1]))
     return np.asarray(scores, dtype=np.float64)
+
+
+def _as_received(reply: Reply, cfg: Config, kind: str, data: Dataset, shape: tuple[int, ...]) -> np.ndarray:
+    """A replayed upload as the server saw the real one: the set decoded from the run's encoding, or the merf release
+    through the server's own acceptance checks."""
+    if kind == "share":
+        return decode_arrays(reply.arrays, encoding=cfg.federation.set_encoding, source=reply.client_id)[0]
+    width = statistics_width(cfg, n_classes=data.n_classes, input_shape=shape)
+    sums, counts, privacy = accept_statistics(reply, n_classes=data.n_classes, dim=width, max_bytes=2**62)
+    return ClientStatistics(client_id=reply.client_id, sums=sums, counts=counts, privacy=privacy).release()
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,8 @@ class TargetRun:
         uar: the global model's UAR on the held-out test speakers.
         bytes_up_total: bytes all clients uploaded.
         epsilon_accounted: the largest ε any client's releases were accounted at (``None`` without DP).
-        client_sets: client id → the features of the set it uploaded (what the server received; share pipelines).
+        client_sets: client id → what the server received from it: the features of the set it uploaded (share
+            pipelines), or its merf release (server synthesis: ``ClientStatistics.release()``).
     """
 
     model: nn.Module
@@ -144,5 +145,5 @@ def run_target(
         uar=res.uar,
         bytes_up_total=res.bytes_up_total,
         epsilon_accounted=_accounted_epsilon(res.clients),
-        client_sets={cid: s.x for cid, s in res.sets.items()},
+        client_sets={cid: s.x for cid, s in res.sets.items()} | res.releases,
     )

@@ -378,3 +378,29 @@ def test_server_knowledge_attack_breaks_replayable_sets_only(tiny_data: tuple[Co
     assert attack_metrics(load_scores(tmp_path / "s.npz"), cfg.audit) == metrics
     fpr, tpr = roc_points(ts, "server_replay")
     assert tpr[fpr <= 0.0].max() == 1.0
+
+
+def test_server_knowledge_attack_on_merf_releases(tiny_data: tuple[Config, Dataset], tmp_path: Path) -> None:
+    """Under server synthesis the server replays the client's merf release (the centre included) with each audited
+    example IN and OUT: without DP, or with seed-derived noise, one replay is the release bit for bit; with the
+    client's secret noise the attack falls to chance."""
+    cfg, data = tiny_data
+    server = load_config(None, [
+        *TINY, f"features.cache_dir={tmp_path / 'cache'}", "federation.method=merf", "federation.merf_synthesis=server",
+        "federation.merf_centre=public", "distill.merf_networks=2", "distill.merf_iterations=5",
+        "distill.eval_epochs=2", "federation.public_data={corpus: embedded, embedded: {n_speakers: 2, "
+        "utterances_per_emotion: 2, duration_s: [0.8, 1.0]}}", "audit.shadows=8", "audit.replay_examples=4",
+    ])  # fmt: skip
+    assert server.data == cfg.data and server.features.model_dump(exclude={"cache_dir"}) == \
+        cfg.features.model_dump(exclude={"cache_dir"})  # fmt: skip
+    plan = make_plan(server, data)
+    targets = ["synthetic_merf", "synthetic_merf_dp_eps2_reproducible", "synthetic_merf_dp_eps2"]
+    runs = run_shadows(server, data, plan, targets=targets, workers=0, out_dir=tmp_path)[0]
+    for t in targets:  # the observed uploads are the releases: [n_classes, 2 nets x width] sums, then counts
+        assert all(r.replay is not None and r.replay_index is not None for r in runs[t])
+    replay = {t: target_metrics(attack_scores(runs[t], plan, server.audit), runs[t], server.audit)["attacks"]
+              ["server_replay"] for t in targets}  # fmt: skip
+    assert replay["synthetic_merf"]["auc"] == 1.0 and replay["synthetic_merf"]["tpr_at_fpr"]["0.01"] == 1.0
+    assert replay["synthetic_merf_dp_eps2_reproducible"]["auc"] == 1.0
+    assert abs(replay["synthetic_merf_dp_eps2"]["auc"] - 0.5) < 0.3, replay["synthetic_merf_dp_eps2"]
+    assert replay["synthetic_merf_dp_eps2"]["tpr_at_fpr"]["0.01"] < 0.5

@@ -141,6 +141,10 @@ class ClientStatistics:
     counts: np.ndarray
     privacy: dict[str, Any] | None
 
+    def release(self) -> np.ndarray:
+        """What the client released, as one vector: its sums (row-major), then its counts."""
+        return np.concatenate([self.sums.ravel(), self.counts.ravel()])
+
 
 def synthesise_from_statistics(
     stats: Sequence[ClientStatistics],

@@ -229,10 +229,13 @@ def run_federation(
         t, t_cpu = time.perf_counter(), time.thread_time()
         agg: SyntheticSet | None = None
         sets: dict[str, SyntheticSet] = {}
+        releases: dict[str, np.ndarray] = {}
         if kind != "update":
             if kind == "statistics":
+                stats = [p for _, p in accepted if isinstance(p, ClientStatistics)]
+                releases = {st.client_id: st.release() for st in stats}
                 agg = synthesise_from_statistics(
-                    [p for _, p in accepted if isinstance(p, ClientStatistics)], cfg=cfg, n_classes=server.n_classes,
+                    stats, cfg=cfg, n_classes=server.n_classes,
                     input_shape=server.input_shape, seed=server_seed(seed, "aggregate", r), run_seed=seed,
                     init_state=theta0, public=public, centre=centre,
                 )  # fmt: skip
@@ -258,7 +261,8 @@ def run_federation(
             break
     return PipelineResult(
         pipeline=pipeline, uar=m["uar"], wa=m["wa"], confusion=m["confusion"], clients=records, rounds=rounds,
-        seconds=time.perf_counter() - start, model=model, shared=agg, sets=sets, reference=_reference(cfg, agg, server),
+        seconds=time.perf_counter() - start, model=model, shared=agg, sets=sets, releases=releases,
+        reference=_reference(cfg, agg, server),
     )  # fmt: skip
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from fedsered.distill.synthetic_set import SyntheticSet
@@ -50,6 +51,8 @@ class PipelineResult:
         model: the final global model (not in JSON; ``None`` when read back from JSON).
         shared: the aggregated shared set of the last round (``None`` for FedAvg, pooled, or read back from JSON).
         sets: client id → the set it shared in the last round (not in JSON).
+        releases: client id → its accepted merf release of the last round, ``ClientStatistics.release()`` (server
+            synthesis only; not in JSON).
         reference: the simple baseline fitted on the same examples as the global model (``server.linear_reference``:
             ``name``, ``uar``, ``wa``, ...), or ``None`` (FedAvg: the server holds no examples; or turned off).
     """
@@ -64,6 +67,7 @@ class PipelineResult:
     model: nn.Module | None = field(default=None, repr=False, compare=False)
     shared: SyntheticSet | None = field(default=None, repr=False, compare=False)
     sets: dict[str, SyntheticSet] = field(default_factory=dict, repr=False, compare=False)
+    releases: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
     reference: dict[str, Any] | None = None
 
     @property
