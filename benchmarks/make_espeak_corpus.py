@@ -20,6 +20,10 @@ speaker 2 statements × 2 repetitions × (neutral at intensity 01 + 4 emotions �
 
 Every clip is a pure function of the seed and its file name (its own ``numpy`` stream; espeak-ng is deterministic),
 so the corpus does not depend on how many speakers are generated or in which order.
+
+``--voices public`` draws the actors from espeak-ng variants that no client-corpus actor uses (``PUBLIC_MALE``,
+``PUBLIC_FEMALE``; at most 12 actors): a server's public corpus of other speakers, e.g.
+``--out runs/espeak-public-voices --speakers 12 --seed 1 --voices public``.
 """
 
 from __future__ import annotations
@@ -43,6 +47,11 @@ MALE = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "adam", "Andy", "david",
 FEMALE = ("f1", "f2", "f3", "f4", "f5", "Annie", "Andrea", "Alicia", "belinda", "steph", "aunty", "anika")
 LANGUAGES = ("en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc")
 MAX_SPEAKERS = 2 * len(MALE)
+PUBLIC_MALE = ("benjamin", "caleb", "edward", "gustave", "norbert", "paul")
+PUBLIC_FEMALE = ("linda", "steph2", "steph3", "grandma", "anikaRobot", "whisperf")
+"""``--voices public``: espeak-ng variants that no actor of the client corpus uses (every unused female variant
+of espeak-ng 1.51), for a server's public corpus of other speakers (``federation.public_data``)."""
+VOICE_SETS = {"clients": (MALE, FEMALE), "public": (PUBLIC_MALE, PUBLIC_FEMALE)}
 
 # Shifts from the speaker's neutral baseline at intensity 01 (normal): pitch, range and rate in % (SSML prosody),
 # level in dB, word gap in espeak-ng -g units (10 ms), tilt = high-frequency emphasis (see ``_tilt``).
@@ -72,10 +81,17 @@ def clip_names(*, speakers: int, statements: int = 2, repetitions: int = 2, inte
     return names
 
 
-def voice(actor: int) -> str:
-    """The espeak-ng voice of an actor (1-based): odd actors male variants, even female; a language per actor."""
+def voice(actor: int, voices: str = "clients") -> str:
+    """The espeak-ng voice of an actor (1-based) in the voice set ``voices`` (``VOICE_SETS``): odd actors male
+    variants, even female; a language per actor."""
+    male, female_names = VOICE_SETS[voices]
     i, female = (actor - 1) // 2, actor % 2 == 0
-    return f"{LANGUAGES[(i + 3 * female) % len(LANGUAGES)]}+{(FEMALE if female else MALE)[i]}"
+    return f"{LANGUAGES[(i + 3 * female) % len(LANGUAGES)]}+{(female_names if female else male)[i]}"
+
+
+def max_speakers(voices: str = "clients") -> int:
+    """How many actors the voice set ``voices`` has voices for."""
+    return 2 * min(len(names) for names in VOICE_SETS[voices])
 
 
 def speaker_baseline(actor: int, seed: int) -> dict[str, float]:
@@ -133,14 +149,14 @@ def _tilt(x: np.ndarray, t: float) -> np.ndarray:
     return np.asarray(lfilter([1.0 + t, -t], [1.0], x))
 
 
-def render(name: str, *, seed: int, workdir: Path) -> np.ndarray:
+def render(name: str, *, seed: int, workdir: Path, voices: str = "clients") -> np.ndarray:
     """One clip (file stem ``03-01-EE-II-SS-RR-AA``): speech, then tilt, level, padding and room noise."""
     statement, actor = int(name.split("-")[4]), int(name.split("-")[6])
     base = speaker_baseline(actor, seed)
     p = utterance_params(name, seed)
     speech = espeak(
         _ssml(STATEMENTS[statement - 1], p),
-        voice_name=voice(actor),
+        voice_name=voice(actor, voices),
         pitch=int(base["p"]),
         speed=int(base["s"]),
         gap=round(p["gap"]),
@@ -157,30 +173,41 @@ def render(name: str, *, seed: int, workdir: Path) -> np.ndarray:
 
 
 def make_corpus(
-    out: Path, *, speakers: int = 12, seed: int = 0, statements: int = 2, repetitions: int = 2, intensities: int = 2
+    out: Path,
+    *,
+    speakers: int = 12,
+    seed: int = 0,
+    statements: int = 2,
+    repetitions: int = 2,
+    intensities: int = 2,
+    voices: str = "clients",
 ) -> list[Path]:
     """Write the corpus under ``out/Actor_AA/`` (existing files of the same names are overwritten).
 
     Args:
         out: the corpus root (``data.path``).
-        speakers: number of actors, 1..``MAX_SPEAKERS``.
+        speakers: number of actors, 1..``max_speakers(voices)``.
         seed: every random choice derives from it.
+        voices: ``clients`` (the corpus of the clients and test speakers) or ``public`` (other espeak-ng variants).
         statements, repetitions, intensities: how many of RAVDESS's codes 01/02 to use (1 or 2 each).
 
     Returns:
         The written WAV paths, in generation order.
     """
+    if voices not in VOICE_SETS:
+        raise ValueError(f"voices must be one of {sorted(VOICE_SETS)}, not {voices!r}")
+    top = max_speakers(voices)
+    if not 1 <= speakers <= top or not all(n in (1, 2) for n in (statements, repetitions, intensities)):
+        raise ValueError(f"speakers must be 1..{top} for voices {voices}; statements, repetitions, intensities 1 or 2")
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("espeak-ng is not installed (Debian/Ubuntu: apt-get install -y espeak-ng)")
-    if not 1 <= speakers <= MAX_SPEAKERS or not all(n in (1, 2) for n in (statements, repetitions, intensities)):
-        raise ValueError(f"speakers must be 1..{MAX_SPEAKERS}; statements, repetitions, intensities 1 or 2")
     written = []
     with tempfile.TemporaryDirectory() as tmp:
         names = clip_names(speakers=speakers, statements=statements, repetitions=repetitions, intensities=intensities)
         for name in names:
             path = out / f"Actor_{name[-2:]}" / f"{name}.wav"
             path.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(path, render(name, seed=seed, workdir=Path(tmp)), SAMPLE_RATE, subtype="PCM_16")
+            sf.write(path, render(name, seed=seed, workdir=Path(tmp), voices=voices), SAMPLE_RATE, subtype="PCM_16")
             written.append(path)
     return written
 
@@ -190,12 +217,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="corpus root to write Actor_NN folders into")
     parser.add_argument("--speakers", type=int, default=12, help=f"number of actors (1-{MAX_SPEAKERS})")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--voices", choices=sorted(VOICE_SETS), default="clients",
+                        help="clients: the client corpus's voices; public: other espeak-ng variants (at most "
+                             f"{max_speakers('public')} speakers), for the server's public corpus")  # fmt: skip
     args = parser.parse_args(argv)
-    paths = make_corpus(args.out, speakers=args.speakers, seed=args.seed)
+    try:
+        paths = make_corpus(args.out, speakers=args.speakers, seed=args.seed, voices=args.voices)
+    except (RuntimeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     seconds = sum(sf.info(p).duration for p in paths)
     print(f"{len(paths)} clips, {args.speakers} speakers, {seconds / 60:.1f} min at {SAMPLE_RATE} Hz in {args.out}")
     for actor in range(1, args.speakers + 1):
-        print(f"  Actor_{actor:02d}: {voice(actor)}")
+        print(f"  Actor_{actor:02d}: {voice(actor, args.voices)}")
     return 0
 
 

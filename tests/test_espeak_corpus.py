@@ -69,3 +69,14 @@ def test_clip_names_match_ravdess_counts() -> None:
     assert len(set(voices)) == len(voices)
     assert all(v.split("+")[1] in module.MALE for v in voices[0::2])
     assert all(v.split("+")[1] in module.FEMALE for v in voices[1::2])
+
+
+def test_public_voices_are_nobody_elses() -> None:
+    """``--voices public``: 12 distinct voices whose variants no client-corpus actor uses; more actors refused."""
+    module = _script()
+    clients = {module.voice(a).split("+")[1] for a in range(1, module.MAX_SPEAKERS + 1)}
+    public = [module.voice(a, "public") for a in range(1, module.max_speakers("public") + 1)]
+    assert module.max_speakers("public") == 12 and len(set(public)) == 12
+    assert not {v.split("+")[1] for v in public} & clients
+    with pytest.raises(ValueError, match=r"1\.\.12 for voices public"):
+        module.make_corpus(Path("unused"), speakers=13, voices="public")
