@@ -19,10 +19,11 @@ from fedsered.distill.merf import embedding_nets, release_sums
 from fedsered.errors import ConfigError, DataError, PayloadError
 from fedsered.federation import Reply, Task, client_seed, run_pipeline, run_task
 from fedsered.federation.accept import accept_statistics
-from fedsered.federation.aggregate import ClientStatistics, synthesise_from_statistics
+from fedsered.federation.aggregate import ClientStatistics, synthesise_from_statistics, with_public
 from fedsered.federation.client import LocalClient, nets_seed, statistics_client
 from fedsered.federation.loop import server_seed, statistics_width
 from fedsered.federation.payload import npy_bytes
+from fedsered.federation.server import train_global
 from fedsered.models import fixed_init_state
 from tests.test_federated import DEFAULT, tiny_overrides
 
@@ -165,6 +166,34 @@ def test_a_public_start_is_the_servers_own_corpus_and_zero_updates_keep_it(
     with pytest.raises(DataError, match=r"federation\.public_data: class 0 has 4 examples, 5 are needed"):
         few_dp = _with(cfg, tmp_path, [*PUBLIC, "federation.server_ipc=5", *DP])
         run_pipeline(few_dp, data, pipeline="synthetic", seed=3)
+
+
+def test_training_on_the_public_corpus_too_keeps_the_shared_set_and_moves_no_epsilon(
+    tiny: tuple[Config, Dataset], tmp_path: Path
+) -> None:
+    """``server_train_public``: the global model is trained on the synthesised set followed by every public utterance;
+    the set the server shares and every client's privacy record are those of the run without it."""
+    cfg, data = tiny
+    public_noise = [*PUBLIC[1:], *DP]  # the public corpus, a noise start
+    plain = run_pipeline(_with(cfg, tmp_path, public_noise), data, pipeline="synthetic", seed=3)
+    both_cfg = _with(cfg, tmp_path, [*public_noise, "federation.server_train_public=true"])
+    both = run_pipeline(both_cfg, data, pipeline="synthetic", seed=3)
+    assert plain.shared is not None and both.shared is not None
+    np.testing.assert_array_equal(both.shared.x, plain.shared.x)  # the same release, the same synthesis
+    assert [c.privacy for c in both.clients] == [c.privacy for c in plain.clients]
+    public = load_public(both_cfg)
+    trained_on = with_public(both.shared, public)
+    assert trained_on.meta["public_rows"] == len(public) == 4 * data.n_classes
+    np.testing.assert_array_equal(trained_on.x, np.concatenate([both.shared.x, public.x]))
+    np.testing.assert_array_equal(trained_on.y, np.concatenate([both.shared.y, public.y]))
+    model = train_global(trained_on, cfg=both_cfg, init_state=_theta0(cfg, data), seed=server_seed(3, "train", 1),
+                         n_classes=data.n_classes)  # fmt: skip
+    assert both.model is not None and plain.model is not None
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(both.model.state_dict()[name], value, rtol=0, atol=0)
+    assert any(not torch.equal(both.model.state_dict()[k], v) for k, v in plain.model.state_dict().items())
+    with pytest.raises(ConfigError, match="server_train_public needs merf_synthesis: server and a public_data"):
+        _with(cfg, tmp_path, ["federation.server_train_public=true"])
 
 
 def test_the_server_rejects_malformed_statistics_with_the_client_named() -> None:

@@ -482,6 +482,13 @@ class FederationConfig(_Section):
         "the clipping bound on how examples differ instead of on what all of them share. Measured (RESULTS.md): "
         "public lifts DP server synthesis (test speakers, eps 1: +0.110 UAR), noise lowers it",
     )
+    server_train_public: bool = Field(
+        False,
+        description="under merf_synthesis server: the server trains the global model on its synthesised set together "
+        "with its whole public corpus (public_data); the set it shares stays the synthesised one. Public data plus "
+        "what the releases add: compare it with the public-only baseline (server_merf_iterations 0, server_start "
+        "public, server_ipc the public corpus's per-class size). Post-processing, so it moves no epsilon",
+    )
     server_start_std: float = Field(
         1.0, gt=0.0, le=10.0,
         description="under merf_synthesis server, the std of the server's data-independent Gaussian start "
@@ -489,8 +496,9 @@ class FederationConfig(_Section):
     )  # fmt: skip
     public_data: DataConfig | None = Field(
         None,
-        description="server_start or merf_centre public: the server's public labelled corpus, a data section "
-        "(corpus, path, embedded, label_map...; its emotions must be the run's); all of its speakers are used, "
+        description="server_start or merf_centre public, or server_train_public: the server's public labelled "
+        "corpus, a data section (corpus, path, embedded, label_map...; its emotions must be the run's); all of its "
+        "speakers are used, "
         "test_speakers is ignored",
     )
     public_seed: int = Field(
@@ -576,6 +584,11 @@ class FederationConfig(_Section):
         None, description="join an existing cluster (`ray start --head` prints it, e.g. 127.0.0.1:6379)"
     )
 
+    @property
+    def uses_public(self) -> bool:
+        """Whether the server reads its public corpus (``public_data``): a public start, centre or training set."""
+        return "public" in (self.server_start, self.merf_centre) or self.server_train_public
+
     @model_validator(mode="after")
     def _check_synthesis(self) -> FederationConfig:
         if self.merf_synthesis == "server" and (self.method != "merf" or self.mode != "one_shot"):
@@ -586,6 +599,12 @@ class FederationConfig(_Section):
         if self.server_start == "public" and (self.merf_synthesis != "server" or self.public_data is None):
             raise ValueError(
                 "server_start: public needs merf_synthesis: server and a public_data section (the server's own "
+                f"public corpus), got merf_synthesis {self.merf_synthesis}, public_data "
+                f"{'set' if self.public_data else 'null'}"
+            )
+        if self.server_train_public and (self.merf_synthesis != "server" or self.public_data is None):
+            raise ValueError(
+                "server_train_public needs merf_synthesis: server and a public_data section (the server's own "
                 f"public corpus), got merf_synthesis {self.merf_synthesis}, public_data "
                 f"{'set' if self.public_data else 'null'}"
             )
@@ -698,7 +717,7 @@ class Config(_Section):
     @model_validator(mode="after")
     def _check_public(self) -> Config:
         fed = self.federation
-        public = fed.public_data if "public" in (fed.server_start, fed.merf_centre) else None
+        public = fed.public_data if fed.uses_public else None
         if public is not None and public.emotions != self.data.emotions:
             raise ValueError(
                 f"federation.public_data.emotions {list(public.emotions)} must be data.emotions "

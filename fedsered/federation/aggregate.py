@@ -8,7 +8,8 @@ is listed in ``meta["missing_classes"]``. ``synthesise_from_statistics`` is the 
 ``federation.merf_synthesis: server``: it adds the clients' merf releases (per-class sums and counts), takes the
 means of the totals and synthesises one set under the same networks from a start that no client's data touches —
 Gaussian noise, or utterances of the server's public corpus (``server_start``) — post-processing of the releases; no
-client data, no client set. ``fedavg_average`` is the weighted mean of model updates (both transports).
+client data, no client set; ``with_public`` is what the server then trains on when it adds its public corpus
+(``server_train_public``). ``fedavg_average`` is the weighted mean of model updates (both transports).
 """
 
 from __future__ import annotations
@@ -194,7 +195,7 @@ def synthesise_from_statistics(
         raise DataError("aggregate: no class has a total count of at least 1 in the clients' statistics")
     ipc = fed.server_ipc or fed.ipc
     y0 = np.repeat(present.astype(np.int64), ipc)
-    if "public" in (fed.server_start, fed.merf_centre) and public is None:
+    if fed.uses_public and public is None:
         public = public_pool(cfg, n_classes=n_classes, input_shape=input_shape)
     if fed.merf_centre != "none" and centre is None:
         centre = merf_centre(cfg, n_classes=n_classes, input_shape=input_shape, run_seed=run_seed,
@@ -259,6 +260,15 @@ def public_pool(cfg: Config, *, n_classes: int, input_shape: tuple[int, ...]) ->
         c = int(short[0])
         raise DataError(f"federation.public_data: class {c} has {counts[c]} examples, {per_class} are needed")
     return public
+
+
+def with_public(agg: SyntheticSet, public: FeatureSet) -> SyntheticSet:
+    """What the server trains on under ``federation.server_train_public``: its synthesised set ``agg`` followed by
+    every utterance of its public corpus (``public_pool``), labels as the corpus has them. The set the server shares
+    stays ``agg``; ``meta["public_rows"]`` counts the rows added."""
+    x = np.concatenate([agg.x, public.x.astype(agg.x.dtype, copy=False)])
+    y = np.concatenate([agg.y, public.y.astype(agg.y.dtype, copy=False)])
+    return SyntheticSet(x=x, y=y, meta={**agg.meta, "public_rows": len(public.y)})
 
 
 def server_start(

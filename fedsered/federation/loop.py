@@ -46,6 +46,7 @@ from fedsered.federation.aggregate import (
     merf_centre,
     public_pool,
     synthesise_from_statistics,
+    with_public,
 )
 from fedsered.federation.client import UPDATE_KINDS, raw_client
 from fedsered.federation.protocol import Failure, Reply, Task, TaskKind, Transport
@@ -216,7 +217,7 @@ def run_federation(
     rounds: list[RoundRecord] = []
     total = rounds_of(cfg, pipeline)
     public = None  # the server's public corpus, read and checked before any client releases anything
-    if kind == "statistics" and "public" in (cfg.federation.server_start, cfg.federation.merf_centre):
+    if kind == "statistics" and cfg.federation.uses_public:
         public = public_pool(cfg, n_classes=server.n_classes, input_shape=server.input_shape)
     centre = merf_centre(cfg, n_classes=server.n_classes, input_shape=server.input_shape, run_seed=seed,
                          init_state=theta0, public=public) if kind == "statistics" else None  # fmt: skip
@@ -244,7 +245,9 @@ def run_federation(
                 agg = aggregate(list(sets.values()), cfg=cfg, n_classes=server.n_classes,
                                 seed=server_seed(seed, "aggregate", r), init_state=theta0)  # fmt: skip
             current = {k: torch.from_numpy(v) for k, v in state.items()}
-            model = train_global(agg, cfg=cfg, init_state=current, seed=server_seed(seed, "train", r),
+            trained_on = with_public(agg, public) if kind == "statistics" and public is not None \
+                and cfg.federation.server_train_public else agg  # fmt: skip
+            model = train_global(trained_on, cfg=cfg, init_state=current, seed=server_seed(seed, "train", r),
                                  n_classes=server.n_classes, pipeline=pipeline)  # fmt: skip
             state = state_arrays(model)
         else:
