@@ -171,8 +171,8 @@ def test_a_public_start_is_the_servers_own_corpus_and_zero_updates_keep_it(
 def test_training_on_the_public_corpus_too_keeps_the_shared_set_and_moves_no_epsilon(
     tiny: tuple[Config, Dataset], tmp_path: Path
 ) -> None:
-    """``server_train_public``: the global model is trained on the synthesised set followed by every public utterance;
-    the set the server shares and every client's privacy record are those of the run without it."""
+    """``server_train_public``: the global model is trained on the synthesised set followed by the public corpus,
+    class-balanced; the set the server shares and every client's privacy record are those of the run without it."""
     cfg, data = tiny
     public_noise = [*PUBLIC[1:], *DP]  # the public corpus, a noise start
     plain = run_pipeline(_with(cfg, tmp_path, public_noise), data, pipeline="synthetic", seed=3)
@@ -182,10 +182,15 @@ def test_training_on_the_public_corpus_too_keeps_the_shared_set_and_moves_no_eps
     np.testing.assert_array_equal(both.shared.x, plain.shared.x)  # the same release, the same synthesis
     assert [c.privacy for c in both.clients] == [c.privacy for c in plain.clients]
     public = load_public(both_cfg)
-    trained_on = with_public(both.shared, public)
-    assert trained_on.meta["public_rows"] == len(public) == 4 * data.n_classes
-    np.testing.assert_array_equal(trained_on.x, np.concatenate([both.shared.x, public.x]))
-    np.testing.assert_array_equal(trained_on.y, np.concatenate([both.shared.y, public.y]))
+    trained_on = with_public(both.shared, public, seed=server_seed(3, "aggregate", 1))
+    assert trained_on.meta["public_rows"] == len(public) == 4 * data.n_classes  # balanced: all of it
+    m = len(both.shared.y)
+    np.testing.assert_array_equal(trained_on.x[:m], both.shared.x)
+    np.testing.assert_array_equal(trained_on.y[m:], np.repeat(np.arange(data.n_classes), 4))  # ordered by class
+    assert sorted(r.tobytes() for r in trained_on.x[m:]) == sorted(r.tobytes() for r in public.x)
+    # an unbalanced corpus: every class at the smallest class's size
+    short = public.subset(np.arange(1, len(public)))
+    assert np.bincount(with_public(both.shared, short, seed=0).y[m:]).tolist() == [3] * data.n_classes
     model = train_global(trained_on, cfg=both_cfg, init_state=_theta0(cfg, data), seed=server_seed(3, "train", 1),
                          n_classes=data.n_classes)  # fmt: skip
     assert both.model is not None and plain.model is not None

@@ -485,7 +485,8 @@ class FederationConfig(_Section):
     server_train_public: bool = Field(
         False,
         description="under merf_synthesis server: the server trains the global model on its synthesised set together "
-        "with its whole public corpus (public_data); the set it shares stays the synthesised one. Public data plus "
+        "with its public corpus (public_data), class-balanced (every class at the smallest class's size; a balanced "
+        "corpus whole); the set it shares stays the synthesised one. Public data plus "
         "what the releases add: compare it with the public-only baseline (server_merf_iterations 0, server_start "
         "public, server_ipc the public corpus's per-class size). Post-processing, so it moves no epsilon",
     )

@@ -262,13 +262,20 @@ def public_pool(cfg: Config, *, n_classes: int, input_shape: tuple[int, ...]) ->
     return public
 
 
-def with_public(agg: SyntheticSet, public: FeatureSet) -> SyntheticSet:
-    """What the server trains on under ``federation.server_train_public``: its synthesised set ``agg`` followed by
-    every utterance of its public corpus (``public_pool``), labels as the corpus has them. The set the server shares
-    stays ``agg``; ``meta["public_rows"]`` counts the rows added."""
-    x = np.concatenate([agg.x, public.x.astype(agg.x.dtype, copy=False)])
-    y = np.concatenate([agg.y, public.y.astype(agg.y.dtype, copy=False)])
-    return SyntheticSet(x=x, y=y, meta={**agg.meta, "public_rows": len(public.y)})
+def with_public(agg: SyntheticSet, public: FeatureSet, *, seed: int) -> SyntheticSet:
+    """What the server trains on under ``federation.server_train_public``: its synthesised set ``agg`` followed by its
+    public corpus (``public_pool``) class-balanced — every class at the size of the corpus's smallest (UAR weighs
+    classes equally; a balanced corpus, as the embedded one, is used whole), drawn with the aggregation ``seed`` and
+    ordered by class, so the public-only baseline of the same size (``server_start: public``, ``server_ipc`` that
+    size, no fit) trains on the same rows. The set the server shares stays ``agg``; ``meta["public_rows"]`` counts
+    the rows added."""
+    classes = np.unique(public.y)
+    per_class = int(np.bincount(public.y)[classes].min())
+    idx = per_class_draw(public.y, classes=classes.tolist(), per_class=per_class,
+                         gen=rng(seed, "server/public-train"), source="federation.public_data")  # fmt: skip
+    x = np.concatenate([agg.x, public.x[idx].astype(agg.x.dtype, copy=False)])
+    y = np.concatenate([agg.y, public.y[idx].astype(agg.y.dtype, copy=False)])
+    return SyntheticSet(x=x, y=y, meta={**agg.meta, "public_rows": len(idx)})
 
 
 def server_start(

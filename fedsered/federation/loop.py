@@ -245,8 +245,9 @@ def run_federation(
                 agg = aggregate(list(sets.values()), cfg=cfg, n_classes=server.n_classes,
                                 seed=server_seed(seed, "aggregate", r), init_state=theta0)  # fmt: skip
             current = {k: torch.from_numpy(v) for k, v in state.items()}
-            trained_on = with_public(agg, public) if kind == "statistics" and public is not None \
-                and cfg.federation.server_train_public else agg  # fmt: skip
+            trained_on = agg
+            if kind == "statistics" and public is not None and cfg.federation.server_train_public:
+                trained_on = with_public(agg, public, seed=server_seed(seed, "aggregate", r))
             model = train_global(trained_on, cfg=cfg, init_state=current, seed=server_seed(seed, "train", r),
                                  n_classes=server.n_classes, pipeline=pipeline)  # fmt: skip
             state = state_arrays(model)
