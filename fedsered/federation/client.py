@@ -148,6 +148,9 @@ def _work(task: Task, client: LocalClient, cfg: Config, ledger: PrivacyLedger | 
     ``DeferredLedger`` holds it, not yet recorded)."""
     start, cpu = time.perf_counter(), time.process_time()
     cid = client.client_id
+    bad = [k for k, v in task.state.items() if not np.isfinite(v).all()]
+    if bad:  # a finite state can still overflow on some inputs: the DP clipping guards that (finite_rows)
+        raise ConfigError(f"{cid}: the task's model state holds non-finite values in {', '.join(bad[:3])}")
     state = {k: torch.from_numpy(np.array(v, copy=True)) for k, v in task.state.items()}
     seed = client_seed(task.seed, cid, task.round)
     arrays: dict[str, np.ndarray]

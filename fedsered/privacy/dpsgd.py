@@ -106,6 +106,7 @@ def train_dp_sgd(
                     # an empty Poisson batch still takes its (pure-noise) step: the accountant counts every step
                     if len(xb):
                         nn.functional.cross_entropy(dp_model(xb), yb).backward()
+                        zero_nonfinite_samples(model)
                     else:
                         for p in model.parameters():
                             p.grad_sample = p.new_zeros((0, *p.shape))  # type: ignore[attr-defined]
@@ -126,3 +127,20 @@ def train_dp_sgd(
             if hasattr(p, attr):
                 delattr(p, attr)
     return release
+
+
+def zero_nonfinite_samples(model: nn.Module) -> None:
+    """Zero, in every parameter's per-example gradient (``grad_sample``), the examples whose gradient holds a NaN or
+    ±inf anywhere (``fedsered.privacy.gaussian.finite_rows``, for Opacus' clipping). Opacus clips
+    ``min(1, C/‖g‖)·g``, which is NaN for such a ``g``, and one NaN makes the whole noisy update NaN: the update would
+    tell that an example of the batch made it, whatever σ. The model trained is the server's (θ₀ or the global
+    model, the adversary's choice), and a finite state can overflow on some inputs; a zeroed example adds nothing,
+    so every example's clipped gradient keeps norm ≤ C and the step's sensitivity stays C."""
+    grads = [g for p in model.parameters() if isinstance(g := getattr(p, "grad_sample", None), torch.Tensor)]
+    if not grads:
+        return
+    ok = torch.stack([torch.isfinite(g.reshape(len(g), -1)).all(dim=1) for g in grads]).all(dim=0)
+    if bool(ok.all()):
+        return
+    for g in grads:
+        g[~ok] = 0.0

@@ -26,8 +26,22 @@ def clip_factors(norms: torch.Tensor, max_norm: float) -> torch.Tensor:
 
 
 def clip_rows(rows: torch.Tensor, max_norm: float) -> torch.Tensor:
-    """``rows [B, d]`` with each row scaled to L2 norm at most ``max_norm``."""
+    """``rows [B, d]`` with each row scaled to L2 norm at most ``max_norm``; a row holding a non-finite entry becomes
+    0 (``finite_rows``)."""
+    rows = finite_rows(rows)
     return rows * clip_factors(rows.norm(dim=1), max_norm).unsqueeze(1)
+
+
+def finite_rows(rows: torch.Tensor) -> torch.Tensor:
+    """``rows [B, d]`` with every row that holds a NaN or ±inf replaced by 0 (finite rows returned bit for bit).
+
+    Why: clipping bounds a row's norm only when the row is finite — ``min(1, C/‖r‖)·r`` is NaN for a NaN or infinite
+    ``r``, and a NaN in one class's sum would tell that class holds an example that made it, whatever the noise. The
+    rows are computed under a network the server sent (θ₀, the global model, merf's networks), and the server is the
+    adversary: a finite state can still overflow on some inputs (weights scaled by 1e30). Zeroing such a row keeps
+    every row's norm ≤ C for every input, so the sensitivity stays C."""
+    ok = torch.isfinite(rows).all(dim=1, keepdim=True)
+    return rows if bool(ok.all()) else torch.where(ok, rows, torch.zeros((), dtype=rows.dtype))
 
 
 def noisy_class_sums(

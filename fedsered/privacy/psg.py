@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from fedsered.privacy.gaussian import clip_factors, noisy_class_sums
+from fedsered.privacy.gaussian import clip_rows, noisy_class_sums
 
 Params = dict[str, torch.Tensor]
 
@@ -82,7 +82,7 @@ def private_class_gradients(
     if len(x):
         g = per_sample_grads(model, params, x, y, names=names)
         flat = torch.cat([g[k].reshape(len(x), -1) for k in names], dim=1)
-        flat = flat * clip_factors(flat.norm(dim=1), max_norm).unsqueeze(1)
+        flat = clip_rows(flat, max_norm)
     else:
         flat = torch.zeros((0, sum(int(torch.tensor(s).prod()) for s in shapes.values())))
     sums = noisy_class_sums(
